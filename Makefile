@@ -1,0 +1,37 @@
+# The two commands: `make reproduce` and `make test`. Each creates .venv and installs the
+# project when it is missing, so on a fresh machine they are the whole set-up.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rkdo-installed
+# torch/torchvision are pinned to the releases this workplace keeps on local disk (pip takes
+# them offline). Elsewhere, override: make test TORCH_SPEC="torch torchvision"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+RESULTS ?= results/default
+# Pass e.g. WORKERS=... or SEEDS=... later; kept minimal until the notebook grid lands.
+
+.PHONY: reproduce test lint lab clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name rkdo --display-name "rkdo-suite (.venv)" >/dev/null
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(VENV)/bin/rkdo compare --dataset digits --out $(RESULTS)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check rkdo_core tests
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rkdo_core tests
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+clean-results:
+	rm -rf $(RESULTS)

@@ -1,0 +1,175 @@
+"""The ``rkdo`` command line: train, evaluate, compare.
+
+Every RunConfig field is an option (``--steps-per-epoch``, ``--alpha`` …), generated from
+the dataclass so the CLI and the config cannot drift apart. Options not given keep the
+preset's value (``--preset paper`` by default). Bad input ends with one clear line and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import typing
+from pathlib import Path
+
+from .config import PAPER_SEEDS, ConfigError, RunConfig, parse_int_list
+
+_NONE_WORDS = {"none", "full", "all"}
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in _NONE_WORDS else int(text)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if text.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(text)
+
+
+_optional_int.__name__ = "integer (or none/full/all)"
+_bool.__name__ = "boolean"
+
+
+def _budgets(text: str) -> tuple[int, ...]:
+    return parse_int_list(text, "epochs")
+
+
+_budgets.__name__ = "comma-separated integers"
+
+
+def _parser_for(field: dataclasses.Field):
+    hint = typing.get_type_hints(RunConfig)[field.name]
+    if field.name == "epochs":
+        return _budgets
+    if hint is bool:
+        return _bool
+    if hint is int:
+        return int
+    if hint is float:
+        return float
+    if hint == (int | None):
+        return _optional_int
+    return str  # str and str | None
+
+
+def _add_config_options(p: argparse.ArgumentParser, skip=()) -> None:
+    p.add_argument("--preset", choices=["paper", "full"], default="paper",
+                   help="protocol preset the other options override (default: paper)")
+    g = p.add_argument_group("run configuration (defaults: the preset's, see PAPER.md §3)")
+    for f in dataclasses.fields(RunConfig):
+        if f.name in skip or f.name == "protocol":
+            continue
+        extra = " ('none'/'full'/'all' = None)" if _parser_for(f) is _optional_int else ""
+        g.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parser_for(f),
+                       default=argparse.SUPPRESS, metavar=f.name.upper(),
+                       help=f"default {f.default!r}{extra}")
+
+
+def _config_from(args: argparse.Namespace, **fixed) -> RunConfig:
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    return RunConfig.preset(args.preset, **{**overrides, **fixed})
+
+
+def cmd_train(args) -> int:
+    from .train import evaluate_run, train
+
+    cfg = _config_from(args)
+    done = train(cfg, args.out, progress=not args.no_progress, force=args.force)
+    for b in done["budgets"]:
+        loss = "-" if b["train_loss"] is None else f"{b['train_loss']:.4f}"
+        print(f"epoch {b['epoch']:>3}  steps {b['steps']:>5}  train loss {loss}")
+    if args.evaluate:
+        evaluate_run(args.out)
+    print(f"run written to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .train import evaluate_run
+
+    for r in evaluate_run(args.run_dir, force=args.force):
+        print(f"epoch {r['epoch']:>3}  linear {r['linear_eval']:.4f}  NMI {r['nmi']:.4f}  "
+              f"ARI {r['ari']:.4f}  kNN {r['neighborhood_acc']:.4f}  ({r['eval_images']} images)")
+    return 0
+
+
+def run_dir_for(out: str | Path, cfg: RunConfig) -> Path:
+    return Path(out) / cfg.dataset / cfg.protocol / cfg.method / f"seed_{cfg.seed}"
+
+
+def cmd_compare(args) -> int:
+    """Train + evaluate both methods for every seed (skipping complete runs), then print
+    the paired comparison. The notebook grid (`rkdo grid`) will supersede this."""
+    from tqdm.auto import tqdm
+
+    from .stats import format_comparison, load_metrics, paired_comparison
+    from .train import evaluate_run, train
+
+    seeds = parse_int_list(args.seeds, "seeds")
+    configs = [_config_from(args, method=m, seed=s) for s in seeds for m in ("rkdo", "icon")]
+    t0 = time.perf_counter()
+    for cfg in tqdm(configs, desc="runs", disable=args.no_progress):
+        run = run_dir_for(args.out, cfg)
+        train(cfg, run, progress=False)
+        evaluate_run(run)
+    table = paired_comparison(load_metrics(args.out))
+    table.to_csv(Path(args.out) / "comparison.csv", index=False)
+    first = configs[0]
+    print(f"\n{first.dataset}, {first.protocol} protocol: RKDO vs I-Con over seeds {list(seeds)}"
+          f"\nimprovement % as the paper defines it; epoch 0 = the untrained encoder")
+    print(format_comparison(table))
+    print(f"\nwritten: {Path(args.out) / 'comparison.csv'}  ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rkdo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one (dataset, method, seed) run to every budget")
+    _add_config_options(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--force", action="store_true", help="retrain even if the run is complete")
+    p.add_argument("--evaluate", action="store_true", help="also evaluate every checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics for every checkpoint of a run")
+    p.add_argument("run_dir")
+    p.add_argument("--force", action="store_true", help="recompute existing metrics files")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="both methods × seeds, then paired tests")
+    _add_config_options(p, skip=("method", "seed"))
+    p.add_argument("--seeds", default=",".join(map(str, PAPER_SEEDS)))
+    p.add_argument("--out", default="results/default")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DatasetUnavailableError
+    from .train import NonFiniteLossError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetUnavailableError, FileNotFoundError) as e:
+        print(f"rkdo: error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"rkdo: training failed: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

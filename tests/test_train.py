@@ -1,0 +1,171 @@
+"""Training loop, checkpoints, evaluation and the CLI on the embedded digits data."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rkdo_core import losses
+from rkdo_core.cli import main
+from rkdo_core.config import ConfigError, RunConfig
+from rkdo_core.data import load_dataset
+from rkdo_core.metrics import all_metrics
+from rkdo_core.model import build_model
+from rkdo_core.train import (
+    TRAIN_COMPLETE,
+    NonFiniteLossError,
+    checkpoint_path,
+    embed,
+    evaluate_run,
+    metrics_path,
+    train,
+)
+
+TINY = dict(dataset="digits", epochs=(1, 2), steps_per_epoch=3, batch_size=16, device="cpu",
+            eval_images=200)
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def _weights(run, epoch):
+    return torch.load(checkpoint_path(run, epoch), weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Two runs with seed 42 and one with seed 123, trained once for the module."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, seed in [("a", 42), ("b", 42), ("c", 123)]:
+        train(RunConfig(seed=seed, **TINY), root / name, progress=False)
+        out[name] = root / name
+    return out
+
+
+def test_same_seed_identical_losses_and_weights(tiny_runs):
+    a, b, c = tiny_runs["a"], tiny_runs["b"], tiny_runs["c"]
+    la, lb, lc = ([r["loss"] for r in _log(x)] for x in (a, b, c))
+    assert len(la) == 6 and la == lb
+    assert la != lc
+    wa, wb, wc = _weights(a, 2), _weights(b, 2), _weights(c, 2)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_run_folder_contents(tiny_runs):
+    run = tiny_runs["a"]
+    done = json.loads((run / TRAIN_COMPLETE).read_text())
+    assert [(b["epoch"], b["steps"]) for b in done["budgets"]] == [(0, 0), (1, 3), (2, 6)]
+    log = _log(run)
+    assert [r["step"] for r in log] == list(range(1, 7))
+    assert [r["epoch"] for r in log] == [1, 1, 1, 2, 2, 2]
+    # The budget's training loss is the mean batch loss of its last epoch.
+    assert done["budgets"][2]["train_loss"] == pytest.approx(np.mean([r["loss"] for r in log[3:]]))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["seed"] == 42 and cfg["steps_per_epoch"] == 3
+    for key in ("git_sha", "git_dirty", "torch", "torchvision", "device"):
+        assert key in cfg["provenance"]
+    for e in (0, 1, 2):
+        assert checkpoint_path(run, e).exists()
+
+
+def test_budget_zero_checkpoint_is_the_fresh_encoder(tiny_runs):
+    fresh = build_model(RunConfig(seed=42, **TINY)).state_dict()
+    saved = _weights(tiny_runs["a"], 0)
+    assert all(torch.equal(fresh[k], saved[k]) for k in fresh)
+
+
+def test_complete_run_is_not_retrained(tiny_runs):
+    run = tiny_runs["a"]
+    before = checkpoint_path(run, 2).stat().st_mtime_ns
+    train(RunConfig(seed=42, **TINY), run, progress=False)
+    assert checkpoint_path(run, 2).stat().st_mtime_ns == before
+    with pytest.raises(ConfigError, match="different config"):
+        train(RunConfig(seed=42, **{**TINY, "alpha": 0.3}), run, progress=False)
+
+
+def test_evaluate_writes_metrics_per_checkpoint(tiny_runs):
+    run = tiny_runs["c"]
+    results = evaluate_run(run)
+    assert [r["epoch"] for r in results] == [0, 1, 2]
+    for r in results:
+        saved = json.loads(metrics_path(run, r["epoch"]).read_text())
+        assert saved == r
+        assert r["eval_images"] == 200 and r["method"] == "rkdo" and r["seed"] == 123
+        for m in ("linear_eval", "nmi", "ari", "neighborhood_acc"):
+            assert -1 <= r[m] <= 1
+    # Budget 0 is the untrained encoder: its metrics equal those computed directly.
+    data = load_dataset("digits")
+    feats = embed(build_model(RunConfig(seed=123, **TINY)), data.test.images[:200])
+    direct = all_metrics(feats, data.test.labels[:200].numpy(), seed=42)
+    assert {k: results[0][k] for k in direct} == pytest.approx(direct)
+
+
+def test_zero_learning_rate_changes_nothing(tmp_path):
+    run = tmp_path / "frozen"
+    train(RunConfig(seed=7, lr=0.0, **{**TINY, "epochs": (1,)}), run, progress=False)
+    w0, w1 = _weights(run, 0), _weights(run, 1)
+    # Parameters are untouched; only batch-norm running statistics move.
+    params = dict(build_model(RunConfig(seed=7, **TINY)).named_parameters())
+    assert all(torch.equal(w0[k], w1[k]) for k in params)
+
+
+def test_non_finite_loss_stops_and_marks_nothing_complete(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = losses.LOSSES["rkdo"]
+
+    def flaky(z1, z2, **kw):
+        calls["n"] += 1
+        value = real(z1, z2, **kw)
+        return value * float("nan") if calls["n"] == 5 else value
+
+    monkeypatch.setitem(losses.LOSSES, "rkdo", flaky)
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="step 5 .epoch 2."):
+        train(RunConfig(seed=1, **TINY), run, progress=False)
+    assert not (run / TRAIN_COMPLETE).exists()
+    assert checkpoint_path(run, 1).exists() and not checkpoint_path(run, 2).exists()
+    with pytest.raises(FileNotFoundError, match="no complete training run"):
+        evaluate_run(run)
+
+
+def test_steps_per_epoch_beyond_one_pass_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="steps_per_epoch.*at most 78 batches"):
+        train(RunConfig(**{**TINY, "steps_per_epoch": 79}), tmp_path / "x", progress=False)
+
+
+def test_full_protocol_trains_probe_on_train_features(tmp_path):
+    assert RunConfig.preset("full").steps_per_epoch is None  # a full pass: 1257 // B steps
+    cfg = RunConfig.preset("full", dataset="digits", epochs=(1,), batch_size=16, device="cpu",
+                           steps_per_epoch=2)
+    run = tmp_path / "full"
+    done = train(cfg, run, progress=False)
+    assert done["steps_per_epoch"] == 2
+    r = evaluate_run(run)[-1]
+    assert r["eval_images"] == 540 and r["eval_features"] == "backbone"
+    assert r["protocol"] == "full"
+
+
+def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(["train", "--dataset", "digits", "--method", "icon", "--seed", "3", "--epochs", "1",
+               "--steps-per-epoch", "2", "--batch-size", "8", "--eval-images", "50",
+               "--device", "cpu", "--out", str(out), "--no-progress", "--evaluate"])
+    assert rc == 0
+    assert json.loads(metrics_path(out, 1).read_text())["method"] == "icon"
+    assert main(["evaluate", str(out)]) == 0
+    assert "linear" in capsys.readouterr().out
+
+    rc = main(["train", "--alpha", "1.5", "--out", str(tmp_path / "bad"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "alpha=1.5" in err and "(0, 1]" in err and "Traceback" not in err
+    assert not (tmp_path / "bad" / TRAIN_COMPLETE).exists()
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "no complete training run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "1,x", "--out", str(tmp_path / "bad2")])
+    assert e.value.code == 2
+    assert "--epochs" in capsys.readouterr().err
