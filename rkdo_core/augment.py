@@ -14,41 +14,47 @@ once, with every random parameter drawn *per image* from an explicit ``torch.Gen
    ratio uniform, 10 attempts, else the central crop clamped to the ratio range), flip/apply/gray
    coin flips, ``ColorJitter.get_params`` (factors ~ U(0.6, 1.4), hue ~ U(-0.1, 0.1) and a fresh
    random order of the four colour ops for every image).
-2. `apply_params` applies them on the images' device: crop + bilinear resize for all images in
-   one ``torchvision.ops.roi_align`` call, flip with ``torch.where``, the colour ops with kornia's
-   per-sample kernels (``kornia.enhance.adjust_*``; these take one factor per image and follow
-   torchvision's/PIL's definitions: brightness multiplies, contrast blends with the mean of the
-   grayscale image, saturation blends with the grayscale image, hue rotates H in HSV), grayscale
-   with ITU-R 601-2 luma weights (0.299, 0.587, 0.114), as PIL's ``convert("L")``.
+2. `apply_params` applies them on the images' device, matching torchvision's per-image tensor
+   kernels given the same parameters (tested to 1e-3, crop+resize to 1e-6):
+   crop + resize for the whole batch in one ``torch.nn.functional.grid_sample`` call (bilinear,
+   half-pixel centres, samples clamped to the crop as torchvision crops *before* resizing);
+   flip with ``torch.where``; the colour ops with kornia's per-sample kernels
+   (``kornia.enhance.adjust_*``, one factor per image, torchvision's definitions: brightness
+   multiplies, contrast blends with the mean of the grayscale image, saturation blends with the
+   grayscale image, hue rotates H in HSV); grayscale with ITU-R 601-2 luma weights
+   (0.299, 0.587, 0.114), as PIL's ``convert("L")``.
 
 `augment` = `apply_params` ∘ `sample_params`, so its output is a deterministic function of the
-images and the generator state; kornia's own random modules are not used because they draw
-from the global RNG and share one colour-op order across the batch.
+images and the generator state.
 
-Measured on this machine's CPU (2 cores, torch 2.14.1, torchvision 0.29.1, kornia 0.9.0;
-median of repeated calls, one view; script kept at /tmp/bench_augment.py when written)::
+Choice, by measurement (/tmp/bench_augment.py, this machine's CPU, torch 2.14.1, torchvision
+0.29.1, kornia 0.9.0; one view; min / median over repeated calls, in ms). The 2 cores were
+shared with other jobs: with 2 torch threads small ops stalled on OpenMP under contention
+(up to 30x slower, e.g. 300 ms for B=16), so the comparison was run with 1 thread::
 
-    method                                          B=64, 32x32   B=32, 64x64
-    (0) PIL per image (reference_transform)           34.6 ms       19.5 ms
-    (a) torchvision.transforms.v2 per image, uint8    48.3 ms       25.9 ms
-    (b) kornia.augmentation, batched                  12.7 ms       10.0 ms
-    (c) this module (roi_align + kornia.enhance)       3.4 ms        3.6 ms
-    (c') this module, per-image v2 resized_crop        5.5 ms        4.6 ms
+    method                                          B=64, 32x32    B=32, 64x64
+    (0) PIL per image (reference_transform)         40.7 /  49.5   25.8 / 32.7
+    (a) torchvision.transforms.v2 per image, uint8  56.4 /  94.1   35.3 / 40.0
+    (b) kornia.augmentation, batched                13.7 /  18.2   19.7 / 27.9
+    (c) this module                                  9.8 /  11.2   15.8 / 21.8
+    (c') this module, per-image v2 resized_crop     14.4 /  15.7   22.4 / 30.1
+        (sample_params alone                         0.4            0.4)
 
-(c) is chosen: fastest, and the only option that is both per-image faithful (kornia's
-``ColorJitter`` draws one op order per batch, not per image) and seeded by a ``torch.Generator``.
-The kornia kernels are reused rather than hand-written colour maths; tests check them against
-torchvision's per-image tensor kernels.
+(c) is fastest and the only option that is faithful per image and seeded by a
+``torch.Generator``: kornia's ``ColorJitter`` draws one op order per *batch* (torchvision draws
+one per image), and its random modules draw from the global RNG (a ``fork_rng`` + reseed
+wrapper, as used for (b) in the benchmark, would be needed for determinism). 40-70 % of (c)'s time
+is kornia's RGB<->HSV round trip for hue; a hand-written hue kernel could be faster, but the
+library kernel was kept as augmentation is a small part of a training step.
 
-Known differences from the PIL pipeline, all small and documented by the tests:
+Known differences from the PIL pipeline, small and covered by the tests' statistical checks:
 
-* Everything after the uint8 input stays in float32; PIL rounds to uint8 after every step
-  (and ``ImageEnhance.Contrast`` rounds the grey mean to an integer).
-* Resizing is bilinear with half-pixel centres, as PIL's. When the crop is smaller than the
-  output (always the case when ``out_size == H``: crops never exceed the image) this equals
-  PIL's bilinear. When shrinking (``out_size < crop side``), PIL widens its triangle filter
-  (antialiasing); ``roi_align`` with ``sampling_ratio=-1`` instead averages ⌈side/out⌉² bilinear
-  samples per output pixel, a box-filter antialias — close, not bit-identical.
+* After the uint8 input everything stays float32; PIL rounds to uint8 after every step (and
+  ``ImageEnhance.Contrast`` rounds the grey mean to an integer).
+* Enlarging a crop (always the case when ``out_size == H``, as crops never exceed the image) is
+  bilinear like PIL's. Shrinking (``out_size`` < a crop side) needs PIL-style antialiasing,
+  which grid_sample lacks; those images go one by one through torchvision's
+  ``resized_crop(antialias=True)``, which approximates PIL's filter closely but not bit-exactly.
 * torchvision's tensor grayscale uses 0.2989 for red; PIL and this module use 0.299.
 """
 

@@ -56,10 +56,9 @@ def is_trained(run_dir: str | Path) -> bool:
     return (Path(run_dir) / TRAIN_COMPLETE).exists()
 
 
-def _seeds(seed: int) -> tuple[int, int]:
-    """Independent seeds for batch order and augmentation, derived from the run seed."""
-    data_seed, aug_seed = np.random.SeedSequence(seed).generate_state(2)
-    return int(data_seed), int(aug_seed)
+def _seeds(seed: int) -> tuple[int, int, int]:
+    """Independent seeds for batch order, augmentation, and the step-0 loss estimate."""
+    return tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(3))
 
 
 def steps_per_epoch(config: RunConfig, n_train: int) -> int:
@@ -118,14 +117,17 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     torch.manual_seed(config.seed)
     model = build_model(config, device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    data_seed, aug_seed = _seeds(config.seed)
+    data_seed, aug_seed, probe_seed = _seeds(config.seed)
     g_data = torch.Generator().manual_seed(data_seed)
     g_aug = torch.Generator().manual_seed(aug_seed)
     images = data.train.images.to(device)
 
     torch_save_atomic(checkpoint_path(out, 0), _checkpoint(model, opt, 0, 0, None))
     budgets = set(config.epochs)
-    records: dict[int, dict[str, Any]] = {0: {"epoch": 0, "steps": 0, "train_loss": None}}
+    records: dict[int, dict[str, Any]] = {0: {
+        "epoch": 0, "steps": 0,
+        "train_loss": _initial_loss(model, loss_fn, images, n_steps, config.batch_size,
+                                    probe_seed)}}
     step = 0
     t_start = time.perf_counter()
     bar = tqdm(total=config.max_epochs * n_steps, desc=f"{config.method} seed {config.seed}",
@@ -170,6 +172,26 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
             "seconds": round(time.perf_counter() - t_start, 3), "device": str(device)}
     write_json_atomic(out / TRAIN_COMPLETE, done)
     return done
+
+
+def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
+                  batch_size: int, seed: int) -> float:
+    """Budget 0's "training loss": the mean loss of the untrained encoder over one epoch's
+    worth of batches (train mode, as in training), with no update. Its own generators, and
+    batch-norm buffers restored afterwards, so the training that follows is unchanged."""
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    g_data, g_aug = (torch.Generator().manual_seed(seed + i) for i in range(2))
+    order = torch.randperm(images.shape[0], generator=g_data)
+    values = []
+    model.train()
+    with torch.no_grad():
+        for i in range(n_steps):
+            idx = order[i * batch_size:(i + 1) * batch_size].to(images.device)
+            v1, v2 = two_views(images[idx], g_aug)
+            values.append(loss_fn(model(v1), model(v2)))
+    for k, v in model.named_buffers():
+        v.copy_(buffers[k])
+    return float(torch.stack(values).mean())
 
 
 def _same_run(a: dict, b: dict) -> bool:

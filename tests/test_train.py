@@ -59,6 +59,7 @@ def test_run_folder_contents(tiny_runs):
     run = tiny_runs["a"]
     done = json.loads((run / TRAIN_COMPLETE).read_text())
     assert [(b["epoch"], b["steps"]) for b in done["budgets"]] == [(0, 0), (1, 3), (2, 6)]
+    assert np.isfinite(done["budgets"][0]["train_loss"])
     log = _log(run)
     assert [r["step"] for r in log] == list(range(1, 7))
     assert [r["epoch"] for r in log] == [1, 1, 1, 2, 2, 2]
@@ -118,7 +119,7 @@ def test_non_finite_loss_stops_and_marks_nothing_complete(tmp_path, monkeypatch)
     real = losses.LOSSES["rkdo"]
 
     def flaky(z1, z2, **kw):
-        calls["n"] += 1
+        calls["n"] += torch.is_grad_enabled()  # count training steps, not the step-0 probe
         value = real(z1, z2, **kw)
         return value * float("nan") if calls["n"] == 5 else value
 
@@ -169,3 +170,25 @@ def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
         main(["train", "--epochs", "1,x", "--out", str(tmp_path / "bad2")])
     assert e.value.code == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+def test_initial_loss_is_mean_untrained_loss_and_leaves_model_unchanged():
+    from rkdo_core.augment import two_views
+    from rkdo_core.train import _initial_loss
+
+    cfg = RunConfig(seed=5, **TINY)
+    model = build_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = load_dataset("digits").train.images
+    value = _initial_loss(model, losses.loss_for(cfg), images, 2, 16, seed=9)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # The same two batches by hand.
+    g_data, g_aug = (torch.Generator().manual_seed(9 + i) for i in range(2))
+    order = torch.randperm(images.shape[0], generator=g_data)
+    fresh = build_model(cfg).train()
+    with torch.no_grad():
+        want = []
+        for i in range(2):
+            v1, v2 = two_views(images[order[i * 16:(i + 1) * 16]], g_aug)
+            want.append(losses.loss_for(cfg)(fresh(v1), fresh(v2)).item())
+    assert value == pytest.approx(np.mean(want), rel=1e-6)
