@@ -217,9 +217,8 @@ def test_loss_for_passes_config_knobs():
 def test_untrained_encoder_rkdo_loss_well_below_icon():
     """PAPER.md §6.1 as a property: before any training RKDO's loss is far below I-Con's,
     because its teacher p_t is partly the model's own q. Two views of the same images."""
-    from rkdo_core.data import load_dataset
-
     from rkdo_core.augment import two_views
+    from rkdo_core.data import load_dataset
 
     images = load_dataset("digits").train.images[:64]
     ratios = []
