@@ -8,7 +8,6 @@ STAMP := $(VENV)/.rkdo-installed
 # them offline). Elsewhere, override: make test TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 RESULTS ?= results/default
-# Pass e.g. WORKERS=... or SEEDS=... later; kept minimal until the notebook grid lands.
 
 .PHONY: reproduce test lint lab clean-results
 
@@ -22,13 +21,14 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(VENV)/bin/rkdo compare --dataset digits --out $(RESULTS)
+	$(VENV)/bin/rkdo theory --out $(RESULTS)/theory
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check rkdo_core tests
+	$(VENV)/bin/ruff check rkdo_core tests notebooks
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rkdo_core tests
+	$(VENV)/bin/ruff check rkdo_core tests notebooks
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=.

@@ -129,6 +129,38 @@ def cmd_compare(args) -> int:
     return 0
 
 
+class NotebookParamError(ValueError):
+    """A notebook parameter given on the command line is malformed or unknown."""
+
+
+def _notebook_params(pairs: list[list[str]]) -> dict:
+    """``-p NAME VALUE`` pairs, values parsed as YAML scalars (``5`` -> int, ``0.5`` ->
+    float, ``true`` -> bool), as papermill's own CLI does."""
+    import yaml
+
+    return {name: yaml.safe_load(value) for name, value in pairs}
+
+
+def cmd_theory(args) -> int:
+    """Execute notebooks/03_convergence_theory.ipynb with papermill and render it to HTML."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from .notebooks import THEORY_NOTEBOOK, run_theory
+
+    params = _notebook_params(args.param)
+    try:
+        out = run_theory(args.out, **params)
+    except ValueError as e:  # unknown parameter name: nothing was executed
+        raise NotebookParamError(str(e)) from None
+    except PapermillExecutionError as e:
+        print(f"rkdo: error: {THEORY_NOTEBOOK} failed in cell {e.exec_count} "
+              f"({e.ename}: {e.evalue}); the executed notebook with the error is "
+              f"{Path(args.out) / THEORY_NOTEBOOK}", file=sys.stderr)
+        return 1
+    print(f"executed {out}\nrendered {out.with_suffix('.html')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rkdo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/default")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("theory", help="execute the convergence-theory notebook (PAPER.md §5)")
+    p.add_argument("--out", default="results/default/theory", help="folder for the executed "
+                   "notebook and its HTML")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="override a notebook parameter "
+                   "(n, d, alpha, k, lr, lr_overshoot, steps, seed, n_draws)")
+    p.set_defaults(func=cmd_theory)
     return parser
 
 
@@ -163,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetUnavailableError, FileNotFoundError) as e:
+    except (ConfigError, DatasetUnavailableError, FileNotFoundError, NotebookParamError) as e:
         print(f"rkdo: error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:
