@@ -192,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("NAME", "VALUE"), help="override a notebook parameter "
                    "(n, d, alpha, k, lr, lr_overshoot, steps, seed, n_draws)")
     p.set_defaults(func=cmd_theory)
+
+    # `rkdo bench ...` is handed to rkdo_core.bench's own parser (see main); listed here
+    # so that `rkdo --help` shows it.
+    sub.add_parser("bench", add_help=False,
+                   help="time our training step against the reference pipeline "
+                        "(rkdo bench --help)")
     return parser
 
 
@@ -199,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetUnavailableError
     from .train import NonFiniteLossError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from .bench import bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -11,6 +11,18 @@ field, the value and what is allowed. Two presets exist:
   test set with the linear probe trained on train-set features of the 512-d backbone.
 
 A protocol is a value here, never a hidden ``break`` in a training loop.
+
+Speed fields (see ``rkdo bench`` and README "Performance"): ``matmul_1x1_maps`` and
+``fused_adam`` are on by default because they change results only at float32 rounding level
+(see their comments below); ``channels_last``, ``fused_views``, ``amp_bf16`` and ``compile``
+change numerics more (or cost a long compile) and are off by default; ``threads`` fixes
+torch's intra-op thread count for the run (None leaves torch's default). Both default-on
+fields off reproduce the earlier loop bit for bit. With them on, a whole default run
+(digits, seed 42, 100 steps, 1 thread) ends at loss 1.7538 (RKDO) / 2.4660 (I-Con) instead of
+1.7064 / 2.4455, and the linear probe at 0.657 / 0.667 instead of 0.685 / 0.676: the same
+size of change as running the earlier code with 2 threads instead of 1 (1.7246 / 2.4374,
+0.648 / 0.704), and within one seed-to-seed standard deviation (0.062 / 0.041 for the loss) —
+float32 training diverges chaotically from any rounding change; the step-0 loss is unchanged.
 """
 
 from __future__ import annotations
@@ -67,6 +79,29 @@ class RunConfig:
     beta: float = 0.1
     head_batchnorm: bool = False
     device: str = "auto"
+    # ---- speed (rkdo bench measures them; README "Performance") ----------------------
+    # At 32x32 input ResNet-18's layer4 sees 1x1 maps, where a 3x3 conv only ever multiplies
+    # padding with 8 of its 9 taps; computed as one matmul over the taps that touch the image
+    # (exact in real arithmetic; float32 gradients differ from oneDNN's by ~2e-6 relative,
+    # while both are ~1e-3 from float64). See model.SmallMapConv2d.
+    matmul_1x1_maps: bool = True
+    # torch's fused Adam kernel: same gradients, same accuracy against a float64 Adam; ~5 %
+    # of parameters differ from the for-loop Adam by one float32 ulp after an update.
+    fused_adam: bool = True
+    # NHWC activations/weights: a step 1.27x faster on the 2-core CPU, but its batch-norm
+    # kernels put step-0 gradients 6e-3 (relative) from float64, NCHW's 1e-3: off by default.
+    channels_last: bool = False
+    # Both views through one forward pass: a step 1.25x faster, but batch-norm statistics then
+    # mix the views (the reference runs one pass per view), which changes the objective.
+    fused_views: bool = False
+    # bfloat16 autocast for the encoder (the loss stays float32). For GPUs: on a CPU without
+    # native bf16 (the 2-core AMD EPYC here) a step is ~28x slower.
+    amp_bf16: bool = False
+    # torch.compile the encoder (needs a C++ compiler on CPU; the first step compiles for
+    # ~75 s here with a cold cache, and later steps were only ~4 % faster on this CPU).
+    compile: bool = False
+    # torch intra-op threads for this run; None leaves torch's default (all cores).
+    threads: int | None = None
     data_root: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -183,6 +218,13 @@ def _validate(c: RunConfig) -> None:
                           f"τ0·(1 − β·t/{c.depth}) stays > 0")
     if not isinstance(c.head_batchnorm, bool):
         raise ConfigError("head_batchnorm", c.head_batchnorm, "must be true or false")
+    for name in ("matmul_1x1_maps", "fused_adam", "channels_last", "fused_views", "amp_bf16",
+                 "compile"):
+        if not isinstance(getattr(c, name), bool):
+            raise ConfigError(name, getattr(c, name), "must be true or false")
+    if c.threads is not None and (not _is_int(c.threads) or c.threads < 1):
+        raise ConfigError("threads", c.threads,
+                          "must be a positive integer, or None for torch's default (all cores)")
     if not isinstance(c.device, str) or not _DEVICE_RE.match(c.device):
         raise ConfigError("device", c.device, "allowed: auto, cpu, cuda, cuda:N, mps")
     if c.data_root is not None and not isinstance(c.data_root, str):

@@ -11,14 +11,24 @@ run rather than four separate trainings. Run folder layout::
     RUN/metrics/epoch_NNN.json written by evaluate_run, one per checkpoint
 
 Every file is written atomically; ``train_complete.json`` exists only if all budgets did.
+
+Speed (measured by ``rkdo bench``): the data is one uint8 tensor on the device, augmented
+in batches; the loop makes no host synchronisation per step — losses stay on the device
+and are read at the end of each epoch (and every ``SYNC_EVERY`` steps of a long one), when
+their log lines are written and checked for NaN/inf (the error still names the first
+non-finite step, and nothing of that epoch is checkpointed). `setup_training` /
+`train_step` are the step the bench times.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +40,13 @@ from . import losses as losses_mod
 from .augment import normalize, two_views
 from .config import ConfigError, RunConfig
 from .data import DatasetSplits, load_dataset
-from .metrics import all_metrics
 from .model import Encoder, build_model, resolve_device
 from .runio import provenance, read_json, torch_save_atomic, write_json_atomic
 
 TRAIN_COMPLETE = "train_complete.json"
+#: the loop reads losses back from the device (and writes their log lines, and checks them
+#: for NaN/inf) every this many steps and at the end of each epoch, never per step.
+SYNC_EVERY = 50
 #: the linear-probe split and k-means seed of the evaluation protocol (fixed, as in the
 #: reference notebook), independent of the training seed.
 EVAL_SEED = 42
@@ -105,18 +117,23 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         (out / stale).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
+    with thread_setting(config.threads):
+        return _train(config, out, progress=progress)
+
+
+def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
     device = resolve_device(config.device)
     data = load_data(config)
     n_train = data.train.images.shape[0]
     n_steps = steps_per_epoch(config, n_train)
-    loss_fn = losses_mod.loss_for(config)
+    torch.manual_seed(config.seed)
+    setup = setup_training(config, device)
     write_json_atomic(out / "config.json",
                       {"config": config.to_dict(), "provenance": provenance(device),
-                       "steps_per_epoch": n_steps, "n_train": n_train})
+                       "steps_per_epoch": n_steps, "n_train": n_train,
+                       "implementation": setup.implementation()})
 
-    torch.manual_seed(config.seed)
-    model = build_model(config, device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model, opt = setup.model, setup.optimizer
     data_seed, aug_seed, probe_seed = _seeds(config.seed)
     g_data = torch.Generator().manual_seed(data_seed)
     g_aug = torch.Generator().manual_seed(aug_seed)
@@ -126,8 +143,8 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     budgets = set(config.epochs)
     records: dict[int, dict[str, Any]] = {0: {
         "epoch": 0, "steps": 0,
-        "train_loss": _initial_loss(model, loss_fn, images, n_steps, config.batch_size,
-                                    probe_seed)}}
+        "train_loss": _initial_loss(model, setup.loss_fn, images, n_steps, config.batch_size,
+                                    probe_seed, encode=setup.encode_eager)}}
     step = 0
     t_start = time.perf_counter()
     bar = tqdm(total=config.max_epochs * n_steps, desc=f"{config.method} seed {config.seed}",
@@ -136,33 +153,40 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         for epoch in range(1, config.max_epochs + 1):
             model.train()
             order = torch.randperm(n_train, generator=g_data)
-            epoch_losses = []
+            clock = _StepClock(device)
+            pending: list[torch.Tensor] = []  # 0-d device tensors not yet read
+            values: list[float] = []  # this epoch's losses, read
             for i in range(n_steps):
-                t0 = time.perf_counter()
+                clock.start()
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size].to(device)
-                v1, v2 = two_views(images[idx], g_aug)
-                # Each view gets its own forward pass, as in the reference (per-view BN stats).
-                loss = loss_fn(model(v1), model(v2))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                value = float(loss.detach())
-                log.write(json.dumps({"step": step, "epoch": epoch, "loss": value,
-                                      "seconds": round(time.perf_counter() - t0, 6)}) + "\n")
-                if not math.isfinite(value):
-                    log.flush()
-                    last = max((b for b in records if b > 0), default=0)
-                    raise NonFiniteLossError(
-                        f"{config.method} seed {config.seed}: training loss became {value} at "
-                        f"step {step} (epoch {epoch}); the run is not marked complete "
-                        f"(last complete checkpoint: epoch {last}, {checkpoint_path(out, last)})")
-                epoch_losses.append(value)
+                v1, v2 = setup.views(images[idx], g_aug)
+                pending.append(train_step(setup, v1, v2))
+                clock.stop()
                 bar.update(1)
-            log.flush()
+                if len(pending) == SYNC_EVERY or i == n_steps - 1:
+                    # One host sync per SYNC_EVERY steps (once per epoch under the paper
+                    # protocol): read the losses and step times, log them, check them.
+                    got = torch.stack(pending).cpu().tolist()
+                    pending = []
+                    bad = next((j for j, v in enumerate(got) if not math.isfinite(v)), None)
+                    for j, (value, dt) in enumerate(zip(got, clock.take())):
+                        if bad is not None and j > bad:
+                            break  # the log ends at the first non-finite step
+                        log.write(json.dumps({"step": step + j + 1, "epoch": epoch,
+                                              "loss": value, "seconds": round(dt, 6)}) + "\n")
+                    log.flush()
+                    if bad is not None:
+                        last = max((b for b in records if b > 0), default=0)
+                        raise NonFiniteLossError(
+                            f"{config.method} seed {config.seed}: training loss became "
+                            f"{got[bad]} at step {step + bad + 1} (epoch {epoch}); the run is "
+                            f"not marked complete (last complete checkpoint: epoch {last}, "
+                            f"{checkpoint_path(out, last)})")
+                    step += len(got)
+                    values += got
             if epoch in budgets:
                 # The paper's "final training loss": mean batch loss of the last epoch.
-                rec = {"epoch": epoch, "steps": step, "train_loss": float(np.mean(epoch_losses))}
+                rec = {"epoch": epoch, "steps": step, "train_loss": float(np.mean(values))}
                 torch_save_atomic(checkpoint_path(out, epoch),
                                   _checkpoint(model, opt, epoch, step, rec["train_loss"]))
                 records[epoch] = rec
@@ -174,11 +198,178 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     return done
 
 
+# ---- the training step (shared with `rkdo bench`) ------------------------------------------
+
+@contextlib.contextmanager
+def thread_setting(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads (None: leave torch's setting), then
+    restore the previous count. Results depend on it at float rounding level."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_adam(params, config: RunConfig) -> tuple[torch.optim.Optimizer, str]:
+    """Adam(lr, weight_decay) as the reference; the fused kernel when ``config.fused_adam``
+    and this torch/device support it. Returns the optimizer and which implementation ran."""
+    params = list(params)
+    kw = dict(lr=config.lr, weight_decay=config.weight_decay)
+    if config.fused_adam:
+        try:
+            return torch.optim.Adam(params, fused=True, **kw), "fused"
+        except (RuntimeError, TypeError, ValueError):
+            pass  # older torch or a device without the fused kernel: the reference loop
+    return torch.optim.Adam(params, foreach=False, **kw), "for-loop"
+
+
+@dataclass
+class TrainingSetup:
+    """Model, optimizer and loss of one run, and how its step computes (from the config).
+
+    ``model`` is the module whose weights are checkpointed; ``forward`` is the same module,
+    or its ``torch.compile`` wrapper when ``config.compile``.
+    """
+
+    config: RunConfig
+    device: torch.device
+    model: Encoder
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    adam_impl: str
+    compiled_ok: bool = False
+
+    def views(self, images_uint8: torch.Tensor,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two augmented views of a uint8 batch, in the model's memory format."""
+        v1, v2 = two_views(images_uint8, generator)
+        if self.config.channels_last:
+            v1 = v1.contiguous(memory_format=torch.channels_last)
+            v2 = v2.contiguous(memory_format=torch.channels_last)
+        return v1, v2
+
+    def encode(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return encode_views(self.forward, v1, v2, fused_views=self.config.fused_views,
+                            amp_bf16=self.config.amp_bf16, device_type=self.device.type)
+
+    def encode_eager(self, v1: torch.Tensor,
+                     v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `encode`, never through the compiled wrapper (for no-grad probes, which would
+        otherwise need a second compilation)."""
+        return encode_views(self.model, v1, v2, fused_views=self.config.fused_views,
+                            amp_bf16=self.config.amp_bf16, device_type=self.device.type)
+
+    def implementation(self) -> dict[str, Any]:
+        """What actually ran, for the run's provenance."""
+        return {"adam": self.adam_impl, "torch_threads": torch.get_num_threads(),
+                **{k: getattr(self.config, k) for k in (
+                    "matmul_1x1_maps", "channels_last", "fused_views", "amp_bf16", "compile")}}
+
+
+def setup_training(config: RunConfig, device: torch.device) -> TrainingSetup:
+    """A fresh model (weights from ``config.seed``), its optimizer and the configured loss."""
+    model = build_model(config, device)
+    opt, impl = make_adam(model.parameters(), config)
+    forward: Callable[[torch.Tensor], torch.Tensor] = model
+    if config.compile:
+        forward = torch.compile(model)
+    return TrainingSetup(config=config, device=device, model=model, forward=forward,
+                         optimizer=opt, loss_fn=losses_mod.loss_for(config), adam_impl=impl)
+
+
+def encode_views(forward: Callable[[torch.Tensor], torch.Tensor], v1: torch.Tensor,
+                 v2: torch.Tensor, *, fused_views: bool = False, amp_bf16: bool = False,
+                 device_type: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(z1, z2) float32 embeddings of two (B, 3, H, W) views.
+
+    Default: one forward pass per view, float32 — the reference (per-view batch-norm
+    statistics). ``fused_views``: one pass over the 2B images. ``amp_bf16``: the encoder
+    under bfloat16 autocast; the embeddings are cast back so the loss stays float32.
+    """
+    ctx = (torch.autocast(device_type, dtype=torch.bfloat16) if amp_bf16
+           else contextlib.nullcontext())
+    with ctx:
+        if fused_views:
+            z1, z2 = forward(torch.cat([v1, v2])).chunk(2)
+        else:
+            z1, z2 = forward(v1), forward(v2)
+    return z1.float(), z2.float()  # no-ops for float32
+
+
+def train_step(setup: TrainingSetup, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on two views; returns the detached loss (no host sync)."""
+    if setup.config.compile and not setup.compiled_ok:
+        # Compilation happens on the first call (forward and backward): report a failure
+        # as a config problem with the cause, not a compiler traceback.
+        try:
+            loss = _step(setup, v1, v2)
+        except Exception as e:  # noqa: BLE001 - any compiler failure, re-raised with context
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(
+                "compile", True,
+                f"torch.compile failed on this machine ({type(e).__name__}: {first}); on CPU "
+                "it needs a working C++ compiler; run with compile=false") from e
+        setup.compiled_ok = True
+        return loss
+    return _step(setup, v1, v2)
+
+
+def _step(setup: TrainingSetup, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    loss = setup.loss_fn(*setup.encode(v1, v2))
+    setup.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    setup.optimizer.step()
+    return loss.detach()
+
+
+class _StepClock:
+    """Per-step wall times without a host sync per step: CUDA events on CUDA (read once,
+    at `seconds`), the host clock elsewhere (CPU work is synchronous; MPS is synchronised
+    per step, so its times stay true)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.marks: list[Any] = []
+
+    def _mark(self) -> Any:
+        if self.device.type == "cuda":
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        if self.device.type == "mps":
+            torch.mps.synchronize()
+        return time.perf_counter()
+
+    def start(self) -> None:
+        self.marks.append(self._mark())
+
+    def stop(self) -> None:
+        self.marks.append(self._mark())
+
+    def take(self) -> list[float]:
+        """Seconds of every step marked since the last call (syncs on CUDA)."""
+        pairs = list(zip(self.marks[0::2], self.marks[1::2]))
+        self.marks = []
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return [a.elapsed_time(b) / 1000.0 for a, b in pairs]
+        return [b - a for a, b in pairs]
+
+
 def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
-                  batch_size: int, seed: int) -> float:
+                  batch_size: int, seed: int, *, encode=None) -> float:
     """Budget 0's "training loss": the mean loss of the untrained encoder over one epoch's
     worth of batches (train mode, as in training), with no update. Its own generators, and
-    batch-norm buffers restored afterwards, so the training that follows is unchanged."""
+    batch-norm buffers restored afterwards, so the training that follows is unchanged.
+    ``encode(v1, v2) -> (z1, z2)`` defaults to one plain forward pass per view."""
+    if encode is None:
+        def encode(v1, v2):
+            return model(v1), model(v2)
+    channels_last = _is_channels_last(model)
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     g_data, g_aug = (torch.Generator().manual_seed(seed + i) for i in range(2))
     order = torch.randperm(images.shape[0], generator=g_data)
@@ -188,15 +379,33 @@ def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
         for i in range(n_steps):
             idx = order[i * batch_size:(i + 1) * batch_size].to(images.device)
             v1, v2 = two_views(images[idx], g_aug)
-            values.append(loss_fn(model(v1), model(v2)))
+            if channels_last:
+                v1 = v1.contiguous(memory_format=torch.channels_last)
+                v2 = v2.contiguous(memory_format=torch.channels_last)
+            values.append(loss_fn(*encode(v1, v2)))
     for k, v in model.named_buffers():
         v.copy_(buffers[k])
     return float(torch.stack(values).mean())
 
 
 def _same_run(a: dict, b: dict) -> bool:
-    """Configs equal up to where the data lives (the same files may be mounted elsewhere)."""
-    return {**a, "data_root": None} == {**b, "data_root": None}
+    """Configs equal up to where the data lives (the same files may be mounted elsewhere).
+    Fields a config predates (e.g. the speed fields) count as their defaults."""
+    return _normalised(a) == _normalised(b)
+
+
+def _normalised(d: dict) -> dict:
+    try:
+        d = RunConfig.from_dict(d).to_dict()
+    except (ConfigError, TypeError):
+        d = dict(d)
+    return {**d, "data_root": None}
+
+
+def _is_channels_last(model: torch.nn.Module) -> bool:
+    w = next((m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return (w is not None and not w.is_contiguous()
+            and w.is_contiguous(memory_format=torch.channels_last))
 
 
 def _checkpoint(model: Encoder, opt, epoch: int, step: int, train_loss: float | None) -> dict:
@@ -219,8 +428,9 @@ def embed(model: Encoder, images: torch.Tensor, *, features: str = "projection",
     model.eval()
     device = next(model.parameters()).device
     fn = model if features == "projection" else model.features
-    out = [fn(normalize(images[i:i + batch_size].to(device))).float().cpu()
-           for i in range(0, images.shape[0], batch_size)]
+    fmt = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
+    out = [fn(normalize(images[i:i + batch_size].to(device)).contiguous(memory_format=fmt))
+           .float().cpu() for i in range(0, images.shape[0], batch_size)]
     return torch.cat(out).numpy()
 
 
@@ -236,6 +446,14 @@ def evaluate_run(run_dir: str | Path, *, force: bool = False) -> list[dict[str, 
                                 "missing); train it first with `rkdo train`")
     done = read_json(run / TRAIN_COMPLETE)
     config = RunConfig.from_dict(done["config"])
+    with thread_setting(config.threads):
+        return _evaluate(run, done, config, force=force)
+
+
+def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[dict[str, Any]]:
+    # Imported here: scikit-learn takes seconds to import, and training never needs it.
+    from .metrics import all_metrics
+
     device = resolve_device(config.device)
     data = load_data(config)
     n_eval = data.test.images.shape[0] if config.eval_images is None else min(
