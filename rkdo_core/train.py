@@ -144,7 +144,8 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
     records: dict[int, dict[str, Any]] = {0: {
         "epoch": 0, "steps": 0,
         "train_loss": _initial_loss(model, setup.loss_fn, images, n_steps, config.batch_size,
-                                    probe_seed, encode=setup.encode_eager)}}
+                                    probe_seed, encode=setup.encode_eager,
+                                    views=setup.views)}}
     step = 0
     t_start = time.perf_counter()
     bar = tqdm(total=config.max_epochs * n_steps, desc=f"{config.method} seed {config.seed}",
@@ -361,15 +362,15 @@ class _StepClock:
 
 
 def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
-                  batch_size: int, seed: int, *, encode=None) -> float:
+                  batch_size: int, seed: int, *, encode=None, views=two_views) -> float:
     """Budget 0's "training loss": the mean loss of the untrained encoder over one epoch's
     worth of batches (train mode, as in training), with no update. Its own generators, and
     batch-norm buffers restored afterwards, so the training that follows is unchanged.
-    ``encode(v1, v2) -> (z1, z2)`` defaults to one plain forward pass per view."""
+    ``encode(v1, v2) -> (z1, z2)`` defaults to one plain forward pass per view;
+    ``views(images, generator)`` (the run's, e.g. `TrainingSetup.views`) makes the views."""
     if encode is None:
         def encode(v1, v2):
             return model(v1), model(v2)
-    channels_last = _is_channels_last(model)
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     g_data, g_aug = (torch.Generator().manual_seed(seed + i) for i in range(2))
     order = torch.randperm(images.shape[0], generator=g_data)
@@ -378,11 +379,7 @@ def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
     with torch.no_grad():
         for i in range(n_steps):
             idx = order[i * batch_size:(i + 1) * batch_size].to(images.device)
-            v1, v2 = two_views(images[idx], g_aug)
-            if channels_last:
-                v1 = v1.contiguous(memory_format=torch.channels_last)
-                v2 = v2.contiguous(memory_format=torch.channels_last)
-            values.append(loss_fn(*encode(v1, v2)))
+            values.append(loss_fn(*encode(*views(images[idx], g_aug))))
     for k, v in model.named_buffers():
         v.copy_(buffers[k])
     return float(torch.stack(values).mean())
