@@ -216,10 +216,8 @@ def _validate(c: RunConfig) -> None:
         raise ConfigError("beta", c.beta,
                           f"must be < 1 so that every scheduled temperature "
                           f"τ0·(1 − β·t/{c.depth}) stays > 0")
-    if not isinstance(c.head_batchnorm, bool):
-        raise ConfigError("head_batchnorm", c.head_batchnorm, "must be true or false")
-    for name in ("matmul_1x1_maps", "fused_adam", "channels_last", "fused_views", "amp_bf16",
-                 "compile"):
+    for name in ("head_batchnorm", "matmul_1x1_maps", "fused_adam", "channels_last",
+                 "fused_views", "amp_bf16", "compile"):
         if not isinstance(getattr(c, name), bool):
             raise ConfigError(name, getattr(c, name), "must be true or false")
     if c.threads is not None and (not _is_int(c.threads) or c.threads < 1):
