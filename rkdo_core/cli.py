@@ -1,4 +1,4 @@
-"""The ``rkdo`` command line: train, evaluate, compare.
+"""The ``rkdo`` command line: train, evaluate, grid, aggregate, theory, bench.
 
 Every RunConfig field is an option (``--steps-per-epoch``, ``--alpha`` …), generated from
 the dataclass so the CLI and the config cannot drift apart. Options not given keep the
@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 import typing
 from pathlib import Path
 
-from .config import PAPER_SEEDS, ConfigError, RunConfig, parse_int_list
+from .config import ConfigError, RunConfig, parse_int_list
 
 _NONE_WORDS = {"none", "full", "all"}
 
@@ -100,32 +99,63 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def run_dir_for(out: str | Path, cfg: RunConfig) -> Path:
-    return Path(out) / cfg.dataset / cfg.protocol / cfg.method / f"seed_{cfg.seed}"
+def _set_value(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` for any RunConfig field, parsed as its CLI option would be."""
+    name, sep, value = text.partition("=")
+    fields_ = {f.name: f for f in dataclasses.fields(RunConfig)}
+    if not sep or name not in fields_:
+        raise ConfigError("--set", text, "must be FIELD=VALUE with FIELD one of "
+                          + ", ".join(fields_))
+    parse = _parser_for(fields_[name])
+    try:
+        return name, parse(value)
+    except ValueError:
+        raise ConfigError(name, value, f"must be a {parse.__name__}") from None
 
 
-def cmd_compare(args) -> int:
-    """Train + evaluate both methods for every seed (skipping complete runs), then print
-    the paired comparison. The notebook grid (`rkdo grid`) will supersede this."""
-    from tqdm.auto import tqdm
+def cmd_grid(args) -> int:
+    """Expand a params file and run every incomplete run through the notebooks."""
+    from .config import load_params
+    from .grid import run_grid
 
-    from .stats import format_comparison, load_metrics, paired_comparison
-    from .train import evaluate_run, train
+    spec = load_params(args.params)
+    override = dict(_set_value(s) for s in args.set)
+    if args.data_root is not None:
+        override["data_root"] = args.data_root
+    out = Path(args.out or Path("results") / spec.name)
+    n = len(spec.configs(**override))
+    print(f"grid {spec.source}: {len(spec.datasets)} dataset(s) × {len(spec.methods)} "
+          f"method(s) × {len(spec.seeds)} seed(s) = {n} runs, budgets {list(spec.epochs)} "
+          f"({spec.preset} protocol) -> {out}", flush=True)
+    report = run_grid(spec, out, workers=args.workers, override=override,
+                      progress=not args.no_progress)
+    print(f"{n} runs: {report.count('complete')} completed now, {report.count('skipped')} "
+          f"already complete, {len(report.failed)} failed ({report.seconds:.0f} s)")
+    if report.failed:
+        print(f"rkdo: {len(report.failed)} run(s) failed:", file=sys.stderr)
+        for o in report.failed:
+            print(f"  {o.label}: {o.error}\n    executed notebook: {o.notebook}",
+                  file=sys.stderr)
+        return 1
+    print(f"next: rkdo aggregate {out}")
+    return 0
 
-    seeds = parse_int_list(args.seeds, "seeds")
-    configs = [_config_from(args, method=m, seed=s) for s in seeds for m in ("rkdo", "icon")]
-    t0 = time.perf_counter()
-    for cfg in tqdm(configs, desc="runs", disable=args.no_progress):
-        run = run_dir_for(args.out, cfg)
-        train(cfg, run, progress=False)
-        evaluate_run(run)
-    table = paired_comparison(load_metrics(args.out))
-    table.to_csv(Path(args.out) / "comparison.csv", index=False)
-    first = configs[0]
-    print(f"\n{first.dataset}, {first.protocol} protocol: RKDO vs I-Con over seeds {list(seeds)}"
-          f"\nimprovement % as the paper defines it; epoch 0 = the untrained encoder")
-    print(format_comparison(table))
-    print(f"\nwritten: {Path(args.out) / 'comparison.csv'}  ({time.perf_counter() - t0:.0f} s)")
+
+def cmd_aggregate(args) -> int:
+    """Execute 05_aggregate over a results folder, render every notebook, write index.html."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from .report import AGGREGATE_NOTEBOOK, aggregate
+
+    try:
+        index = aggregate(args.results_dir, diagnostics=not args.no_diagnostics,
+                          progress=not args.no_progress)
+    except PapermillExecutionError as e:
+        print(f"rkdo: error: {AGGREGATE_NOTEBOOK} failed in cell {e.exec_count} "
+              f"({e.ename}: {e.evalue}); the executed notebook with the error is "
+              f"{Path(args.results_dir) / AGGREGATE_NOTEBOOK}", file=sys.stderr)
+        return 1
+    print(f"written: {index}")
     return 0
 
 
@@ -178,12 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute existing metrics files")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("compare", help="both methods × seeds, then paired tests")
-    _add_config_options(p, skip=("method", "seed"))
-    p.add_argument("--seeds", default=",".join(map(str, PAPER_SEEDS)))
-    p.add_argument("--out", default="results/default")
+    p = sub.add_parser("grid", help="run a params grid through the notebooks (papermill)")
+    p.add_argument("params", help="a params file, e.g. params/default.yaml")
+    p.add_argument("--out", help="results folder (default: results/<params file name>)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs executed at once (default 1); on a CPU each gets cores/N "
+                        "torch threads unless the params set threads")
+    p.add_argument("--data-root", help="folder holding cifar10/cifar100/stl10 "
+                   "(default: $RKDO_DATA_ROOT or ~/.cache/rkdo/data)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set a RunConfig field for every run (repeatable), e.g. device=cuda")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_compare)
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("aggregate", help="tables, figures, HTML and index.html of a results "
+                       "folder (executes notebooks/05_aggregate.ipynb)")
+    p.add_argument("results_dir")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="skip executing 04_figures for one run per dataset and method")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("theory", help="execute the convergence-theory notebook (PAPER.md §5)")
     p.add_argument("--out", default="results/default/theory", help="folder for the executed "

@@ -247,3 +247,161 @@ def parse_int_list(text: str, field_name: str) -> tuple[int, ...]:
     except ValueError:
         raise ConfigError(field_name, text,
                           "must be comma-separated integers, e.g. 1,2,5,10") from None
+
+
+# ---- grids: params/*.yaml ---------------------------------------------------------------
+
+#: keys of a params file; everything else is refused with the list of these
+GRID_KEYS = ("description", "preset", "datasets", "methods", "seeds", "epochs", "config",
+             "per_dataset", "aggregate")
+#: RunConfig fields a grid sets through its own keys, so `config:` may not set them
+_GRID_AXES = ("dataset", "method", "seed", "epochs", "protocol")
+AGGREGATE_KEYS = ("table4_epoch", "table3_pairs")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A dataset × method × seed grid from a ``params/*.yaml`` file (see :func:`load_params`).
+
+    Every (dataset, method, seed) is one run trained once to the largest budget; the smaller
+    budgets are its checkpoints. ``configs()`` yields the validated RunConfig of each run,
+    ordered dataset, seed, method, so a grid stopped half-way holds complete *pairs*.
+    """
+
+    name: str
+    preset: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    epochs: tuple[int, ...]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    per_dataset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    aggregate: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str | None = None
+
+    def configs(self, **override: Any) -> list[RunConfig]:
+        """One RunConfig per run; ``override`` (e.g. data_root) applies to every run."""
+        return [RunConfig.preset(self.preset, **{**self.config,
+                                                 **self.per_dataset.get(d, {}), **override},
+                                 dataset=d, method=m, seed=s, epochs=self.epochs)
+                for d in self.datasets for s in self.seeds for m in self.methods]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "preset": self.preset,
+                "datasets": list(self.datasets), "methods": list(self.methods),
+                "seeds": list(self.seeds), "epochs": list(self.epochs),
+                "config": dict(self.config),
+                "per_dataset": {k: dict(v) for k, v in self.per_dataset.items()},
+                "aggregate": dict(self.aggregate), "source": self.source}
+
+
+def _grid_list(where: str, key: str, value: Any, item_ok, allowed: str) -> tuple:
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        value = [value]  # `datasets: digits` means [digits]
+    if not isinstance(value, list) or not value or not all(item_ok(v) for v in value):
+        raise ConfigError(f"{where}: {key}", value, allowed)
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: {key}", value, "must not repeat an entry")
+    return tuple(value)
+
+
+def _grid_overrides(where: str, key: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: {key}", value,
+                          "must be a mapping of RunConfig fields to values")
+    names = {f.name for f in fields(RunConfig)}
+    for k in value:
+        if k in _GRID_AXES:
+            raise ConfigError(f"{where}: {key}.{k}", value[k],
+                              "is set by the grid's own keys (datasets, methods, seeds, "
+                              f"epochs, preset), not inside {key}")
+        if k not in names:
+            raise ConfigError(f"{where}: {key}.{k}", value[k], _known_fields_msg())
+    return dict(value)
+
+
+def grid_from_dict(data: Any, *, name: str = "grid", source: str | None = None) -> GridSpec:
+    """Validate a params mapping into a :class:`GridSpec`; every run's config is built once
+    here, so a bad value fails before anything trains. Errors name the file and the key."""
+    where = source or name
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, type(data).__name__,
+                          f"a params file must be a mapping with keys {list(GRID_KEYS)}")
+    unknown = sorted(set(data) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: {unknown[0]}", data[unknown[0]],
+                          f"unknown key; allowed keys are {list(GRID_KEYS)}")
+    missing = [k for k in ("datasets", "seeds", "epochs") if k not in data]
+    if missing:
+        raise ConfigError(f"{where}: {missing[0]}", None, "is required")
+    preset = data.get("preset", "paper")
+    if preset not in PRESETS:
+        raise ConfigError(f"{where}: preset", preset, f"allowed presets are {sorted(PRESETS)}")
+    datasets = _grid_list(where, "datasets", data["datasets"], lambda v: v in DATASET_NAMES,
+                          f"a non-empty list of datasets from {list(DATASET_NAMES)}")
+    methods = _grid_list(where, "methods", data.get("methods", list(METHOD_NAMES)),
+                         lambda v: v in METHOD_NAMES,
+                         f"a non-empty list of methods from {list(METHOD_NAMES)}")
+    seeds = _grid_list(where, "seeds", data["seeds"], lambda v: _is_int(v) and v >= 0,
+                       "a non-empty list of non-negative integers, e.g. [42, 123]")
+    epochs = data["epochs"]
+    try:
+        _validate_budgets(epochs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: epochs", epochs, e.allowed) from None
+    config = _grid_overrides(where, "config", data.get("config"))
+    per = data.get("per_dataset") or {}
+    if not isinstance(per, Mapping):
+        raise ConfigError(f"{where}: per_dataset", per,
+                          "must map dataset names to RunConfig overrides")
+    per_dataset = {}
+    for d, over in per.items():
+        if d not in DATASET_NAMES:
+            raise ConfigError(f"{where}: per_dataset.{d}", over,
+                              f"unknown dataset; allowed are {list(DATASET_NAMES)}")
+        per_dataset[d] = _grid_overrides(where, f"per_dataset.{d}", over)
+    agg = data.get("aggregate") or {}
+    if not isinstance(agg, Mapping) or set(agg) - set(AGGREGATE_KEYS):
+        raise ConfigError(f"{where}: aggregate", agg,
+                          f"must be a mapping with keys from {list(AGGREGATE_KEYS)}")
+    if "table4_epoch" in agg and not (_is_int(agg["table4_epoch"]) and agg["table4_epoch"] >= 0):
+        raise ConfigError(f"{where}: aggregate.table4_epoch", agg["table4_epoch"],
+                          "must be a non-negative integer (a budget of the grid)")
+    pairs = agg.get("table3_pairs", [])
+    if not (isinstance(pairs, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(_is_int(e) and e >= 0 for e in p)
+            for p in pairs)):
+        raise ConfigError(f"{where}: aggregate.table3_pairs", pairs,
+                          "must be a list of [rkdo_epoch, icon_epoch] pairs, e.g. [[1, 5]]")
+    spec = GridSpec(name=name, preset=preset, datasets=datasets, methods=methods, seeds=seeds,
+                    epochs=tuple(epochs), config=config, per_dataset=per_dataset,
+                    aggregate=dict(agg), description=str(data.get("description", "")),
+                    source=source)
+    try:
+        spec.configs()
+    except ConfigError as e:  # a bad value inside config/per_dataset: say which file
+        raise ConfigError(f"{where}: {e.field}", e.value, e.allowed) from None
+    return spec
+
+
+def load_params(path: str | Path) -> GridSpec:
+    """Read and validate a ``params/*.yaml`` grid file.
+
+    Raises FileNotFoundError (listing the params files next to it) when it is missing and
+    ConfigError (naming the file, the key, the value and what is allowed) when it is bad.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        near = sorted(str(x) for x in p.parent.glob("*.yaml")) if p.parent.is_dir() else []
+        raise FileNotFoundError(f"params file {str(p)!r} not found"
+                                + (f"; params files there: {near}" if near else ""))
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(str(p), "(unparsable YAML)", f"must be valid YAML: {e}") from None
+    return grid_from_dict(data, name=p.stem, source=str(p))

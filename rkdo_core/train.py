@@ -386,8 +386,10 @@ def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
 
 
 def _same_run(a: dict, b: dict) -> bool:
-    """Configs equal up to where the data lives (the same files may be mounted elsewhere).
-    Fields a config predates (e.g. the speed fields) count as their defaults."""
+    """Configs equal up to where the data lives (the same files may be mounted elsewhere)
+    and how many CPU threads ran it (a grid picks threads from its worker count, so a
+    resumed grid with other --workers must still find its runs). Fields a config predates
+    (e.g. the speed fields) count as their defaults."""
     return _normalised(a) == _normalised(b)
 
 
@@ -396,7 +398,7 @@ def _normalised(d: dict) -> dict:
         d = RunConfig.from_dict(d).to_dict()
     except (ConfigError, TypeError):
         d = dict(d)
-    return {**d, "data_root": None}
+    return {**d, "data_root": None, "threads": None}
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:

@@ -1,0 +1,222 @@
+"""Run a params grid: every (dataset, method, seed) executes 01_train then 02_evaluate with
+papermill; the executed notebooks are the record of the run (DESIGN.md "Data flow").
+
+A run counts as complete only when ``run_complete.json`` exists; it is written last, after
+the training files, one metrics file per budget (0 included) and both executed notebooks
+are in place. Re-running a grid skips complete runs, so a stopped grid resumes where it
+was. One failing run does not stop the others: it gets ``run_failed.json`` (the error, the
+cell, and the executed notebook that shows it) and the grid reports every failure at the
+end. Executed notebooks are written under a temporary name and renamed into place when
+their execution ends (successfully or not), so a killed grid never leaves half a notebook
+under a record's name.
+
+Runs execute in a thread pool of ``workers`` threads; each thread only waits on its own
+papermill kernel (a separate process), which does the work. On a CPU every run then gets
+``cores // workers`` torch threads unless the params file sets ``threads`` (two 1-thread
+runs side by side did 1.38x the work of one 2-thread run on the 2-core machine here).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import GridSpec, RunConfig
+from .runio import git_state, read_json, write_json_atomic
+
+RUN_COMPLETE = "run_complete.json"
+RUN_FAILED = "run_failed.json"
+TRAIN_NOTEBOOK = "01_train.ipynb"
+EVALUATE_NOTEBOOK = "02_evaluate.ipynb"
+GRID_RECORD = "grid.json"
+
+
+def run_dir_for(out: str | Path, cfg: RunConfig) -> Path:
+    """RESULTS/<dataset>/<protocol>/<method>/seed_<seed>"""
+    return Path(out) / cfg.dataset / cfg.protocol / cfg.method / f"seed_{cfg.seed}"
+
+
+def run_label(cfg: RunConfig) -> str:
+    return f"{cfg.dataset}/{cfg.protocol}/{cfg.method}/seed_{cfg.seed}"
+
+
+def notebook_params(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """01_train's parameters for ``cfg``: the grid axes by name, every other field that
+    differs from the preset in ``overrides`` (so the executed notebook shows exactly what
+    this run changed)."""
+    base = RunConfig.preset(cfg.protocol).to_dict()
+    mine = cfg.to_dict()
+    axes = ("dataset", "method", "seed", "epochs", "protocol")
+    overrides = {k: v for k, v in mine.items() if k not in axes and v != base[k]}
+    return {"run_dir": str(run_dir), "preset": cfg.protocol, "dataset": cfg.dataset,
+            "method": cfg.method, "seed": cfg.seed, "epochs": list(cfg.epochs),
+            "overrides": overrides}
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """The grid finished this run: every file exists (``run_complete.json`` is written last
+    and lists them; a listed file that has gone missing makes the run incomplete again)."""
+    marker = Path(run_dir) / RUN_COMPLETE
+    if not marker.exists():
+        return False
+    try:
+        files = read_json(marker).get("files", [])
+    except ValueError:
+        return False
+    return all((Path(run_dir) / f).exists() for f in files)
+
+
+def expected_files(cfg: RunConfig) -> list[str]:
+    """Files (relative to the run folder) a complete run holds."""
+    from .train import TRAIN_COMPLETE
+
+    budgets = (0, *cfg.epochs)
+    return (["config.json", "train_log.jsonl", TRAIN_COMPLETE, TRAIN_NOTEBOOK,
+             EVALUATE_NOTEBOOK]
+            + [f"checkpoints/epoch_{e:03d}.pt" for e in budgets]
+            + [f"metrics/epoch_{e:03d}.json" for e in budgets])
+
+
+@dataclass
+class RunOutcome:
+    label: str
+    run_dir: Path
+    status: str  # "complete" | "skipped" | "failed"
+    seconds: float = 0.0
+    error: str | None = None
+    notebook: Path | None = None  # the executed notebook that shows the error
+
+
+@dataclass
+class GridReport:
+    out: Path
+    outcomes: list[RunOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+
+def _execute(name: str, run_dir: Path, params: dict[str, Any], kernel: str | None) -> Path:
+    """Execute notebook ``name`` into ``run_dir/name`` via a temporary file, renamed into
+    place whether or not it fails (the failed notebook is the record of the failure)."""
+    from .notebooks import execute_notebook
+
+    final = run_dir / name
+    partial = run_dir / f".partial-{name}"
+    try:
+        execute_notebook(name, partial, params, kernel_name=kernel, cwd=run_dir)
+    finally:
+        if partial.exists():
+            os.replace(partial, final)
+    return final
+
+
+def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunOutcome:
+    """Train + evaluate one run through its notebooks; never raises for a failing run."""
+    from papermill.exceptions import PapermillExecutionError
+
+    label = run_label(cfg)
+    t0 = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_COMPLETE).unlink(missing_ok=True)
+    nb = run_dir / TRAIN_NOTEBOOK
+    try:
+        _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel)
+        nb = run_dir / EVALUATE_NOTEBOOK
+        _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, kernel)
+        missing = [f for f in expected_files(cfg) if not (run_dir / f).exists()]
+        if missing:
+            raise RuntimeError(f"the notebooks ran but these files are missing: {missing}")
+    except PapermillExecutionError as e:
+        return _failed(label, run_dir, t0, f"{e.ename}: {e.evalue} (cell {e.exec_count})", nb)
+    except Exception as e:  # dead kernel, disk full, …: this run fails, the grid goes on
+        msg = f"{type(e).__name__}: {e}"
+        return _failed(label, run_dir, t0, msg, nb if nb.exists() else None,
+                       tb=traceback.format_exc())
+    seconds = time.perf_counter() - t0
+    (run_dir / RUN_FAILED).unlink(missing_ok=True)
+    write_json_atomic(run_dir / RUN_COMPLETE, {
+        "run": label, "config": cfg.to_dict(), "files": expected_files(cfg),
+        "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git": git_state()})
+    return RunOutcome(label, run_dir, "complete", seconds)
+
+
+def _failed(label: str, run_dir: Path, t0: float, error: str, notebook: Path | None,
+            tb: str | None = None) -> RunOutcome:
+    seconds = time.perf_counter() - t0
+    write_json_atomic(run_dir / RUN_FAILED, {
+        "run": label, "error": error, "notebook": str(notebook) if notebook else None,
+        "traceback": tb, "seconds": round(seconds, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return RunOutcome(label, run_dir, "failed", seconds, error, notebook)
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
+             override: dict[str, Any] | None = None, kernel: str | None = None,
+             progress: bool = True,
+             on_outcome: Callable[[RunOutcome], None] | None = None) -> GridReport:
+    """Execute every incomplete run of ``spec`` into ``out``; returns what happened to each.
+
+    ``override`` sets RunConfig fields for every run (e.g. ``data_root``, ``device``).
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        from .config import ConfigError
+
+        raise ConfigError("workers", workers, "must be a positive integer")
+    override = dict(override or {})
+    if workers > 1 and "threads" not in spec.config and "threads" not in override:
+        override["threads"] = default_threads(workers)
+    configs = spec.configs(**override)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / GRID_RECORD, {**spec.to_dict(), "override": override,
+                                          "workers": workers})
+    report = GridReport(out)
+    todo = []
+    for cfg in configs:
+        run_dir = run_dir_for(out, cfg).resolve()
+        if is_complete(run_dir):
+            report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "skipped"))
+        else:
+            todo.append((cfg, run_dir))
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="runs", unit="run",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_one, cfg, run_dir, kernel=kernel)
+                       for cfg, run_dir in todo]
+            for fut in as_completed(futures):
+                outcome = fut.result()
+                report.outcomes.append(outcome)
+                bar.update(1)
+                bar.set_postfix(failed=report.count("failed"), refresh=False)
+                if outcome.status == "failed":
+                    bar.write(f"FAILED {outcome.label}: {outcome.error}\n"
+                              f"       see {outcome.notebook}")
+                if on_outcome:
+                    on_outcome(outcome)
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - t0
+    order = {run_label(c): i for i, c in enumerate(configs)}
+    report.outcomes.sort(key=lambda o: order[o.label])
+    return report
