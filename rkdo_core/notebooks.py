@@ -78,8 +78,20 @@ def execute_notebook(name_or_path: str | Path, output_path: str | Path,
         str(src), str(out), parameters=parameters,
         kernel_name=kernel_name or default_kernel(),
         progress_bar=False, log_output=False,
-        cwd=str(cwd) if cwd is not None else None)
+        cwd=str(cwd) if cwd is not None else None, **_kernel_transport())
     return out
+
+
+def _kernel_transport() -> dict[str, Any]:
+    """Local kernels talk over Unix sockets where there are some: over TCP every kernel
+    prints an "unencrypted TCP" warning to the grid's terminal, once per notebook."""
+    import os
+
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
 
 
 def render_html(ipynb_path: str | Path) -> Path:

@@ -1,6 +1,9 @@
 """Aggregation of metrics files: mean ± std over seeds and paired RKDO-vs-I-Con tests.
 
-Reads only files the runs wrote (``metrics/epoch_NNN.json``), never printed output.
+Reads only files the runs wrote (``RUN/metrics/epoch_NNN.json``), never printed output, and
+by default only runs the grid marked complete (``RUN/run_complete.json``, written last).
+Budget (epoch) 0 is the untrained encoder: it flows through every function like any other
+budget, so the gap that exists before training (PAPER.md §6.1) sits next to the gaps after.
 """
 
 from __future__ import annotations
@@ -22,15 +25,83 @@ METRICS: dict[str, bool] = {
 }
 METRIC_LABELS = {"train_loss": "training loss", "linear_eval": "linear eval", "nmi": "NMI",
                  "ari": "ARI", "neighborhood_acc": "neighborhood acc"}
+METHOD_LABELS = {"rkdo": "RKDO", "icon": "I-Con"}
+DATASET_LABELS = {"digits": "digits", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+                  "stl10": "STL-10"}
+
+#: written last by the grid into a run folder when both of its notebooks succeeded
+RUN_COMPLETE = "run_complete.json"
+#: files whose presence makes a ``seed_*`` folder a (possibly unfinished) run folder
+_RUN_MARKERS = ("train_log.jsonl", "train_complete.json", "config.json", "01_train.ipynb",
+                "run_failed.json")
+#: budgets left out of the Holm families: epoch 0 is the untrained encoder, a baseline and
+#: not one of the comparisons the paper claims (its 12 dataset × budget tests per metric)
+HOLM_EXCLUDED_EPOCHS = (0,)
+CONFIDENCE = 0.95
 
 
-def load_metrics(results_dir: str | Path) -> pd.DataFrame:
-    """Every ``metrics/epoch_*.json`` below ``results_dir`` as one row each."""
-    files = sorted(Path(results_dir).rglob("metrics/epoch_*.json"))
-    rows = [json.loads(p.read_text()) for p in files]
-    if not rows:
-        raise FileNotFoundError(f"no metrics files (metrics/epoch_*.json) below {results_dir}")
+def dataset_label(name: str) -> str:
+    return DATASET_LABELS.get(name, name)
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """The grid finished this run: ``run_complete.json`` exists and every file it lists
+    (``files``, relative to the run folder) still does — the grid's own rule."""
+    marker = Path(run_dir) / RUN_COMPLETE
+    if not marker.is_file():
+        return False
+    try:
+        files = json.loads(marker.read_text()).get("files", [])
+    except (ValueError, AttributeError):
+        return False
+    return all((Path(run_dir) / f).exists() for f in files)
+
+
+def _metrics_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("metrics/epoch_*.json"))
+
+
+def load_metrics(results_dir: str | Path, *, complete_only: bool = True) -> pd.DataFrame:
+    """Every ``RUN/metrics/epoch_*.json`` below ``results_dir`` as one row each.
+
+    With ``complete_only`` only runs the grid finished count (:func:`is_complete`; a run
+    still training or evaluating would otherwise enter the statistics with some budgets and
+    seeds missing). A ``run_dir`` column gives each row's run folder relative to
+    ``results_dir``.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {root} does not exist")
+    files = _metrics_files(root)
+    complete = {d: is_complete(d) for d in {f.parent.parent for f in files}}
+    kept = [f for f in files if not complete_only or complete[f.parent.parent]]
+    if not kept:
+        if files:
+            n_runs = len({f.parent.parent for f in files})
+            raise FileNotFoundError(
+                f"no complete run below {root}: {n_runs} run folder(s) have metrics files "
+                f"but none holds {RUN_COMPLETE} (the grid writes it last); pass "
+                "complete_only=False to read unfinished runs anyway")
+        raise FileNotFoundError(f"no metrics files (metrics/epoch_*.json) below {root}")
+    rows = []
+    for f in kept:
+        row = json.loads(f.read_text())
+        row["run_dir"] = f.parent.parent.relative_to(root).as_posix()
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def incomplete_runs(results_dir: str | Path) -> list[Path]:
+    """Run folders below ``results_dir`` with metrics, or ``seed_*`` folders with training
+    or grid files, that are not complete (:func:`is_complete`) — what :func:`load_metrics`
+    skips by default. Sorted."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return []
+    candidates = {f.parent.parent for f in _metrics_files(root)}
+    for marker in _RUN_MARKERS:
+        candidates |= {f.parent for f in root.rglob(marker) if f.parent.name.startswith("seed_")}
+    return sorted(d for d in candidates if not is_complete(d))
 
 
 def improvement_pct(rkdo: float, icon: float, lower_is_better: bool) -> float:
@@ -57,36 +128,185 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def paired_comparison(df: pd.DataFrame, metrics=tuple(METRICS)) -> pd.DataFrame:
-    """One row per (dataset, protocol, epoch, metric): mean ± std (ddof=1) per method over
-    seeds, the paper's improvement %, the mean paired difference RKDO − I-Con, its paired
-    t-test p-value (seeds paired) and the Holm-adjusted p within each metric's family."""
+def paired_stats(rkdo, icon, confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Paired statistics of two arrays aligned by seed, on the difference d = RKDO − I-Con.
+
+    ``diff_mean``; ``ci_low``/``ci_high``: the t-interval mean(d) ± t_{n−1} · sd(d)/√n
+    (sd with ddof=1); ``effect_size``: Cohen's d_z = mean(d)/sd(d) (NaN when sd(d) = 0);
+    ``p_value``: scipy's paired t-test (NaN when n < 2 or all differences are equal, where
+    the test is undefined — not 0 or 1).
+    """
+    r = np.asarray(rkdo, dtype=float)
+    i = np.asarray(icon, dtype=float)
+    d = r - i
+    n = len(d)
+    out = {"diff_mean": float(d.mean()) if n else np.nan, "ci_low": np.nan, "ci_high": np.nan,
+           "effect_size": np.nan, "p_value": np.nan}
+    if n < 2:
+        return out
+    sd = float(d.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
+    out["ci_low"], out["ci_high"] = out["diff_mean"] - half, out["diff_mean"] + half
+    if sd > 0 and np.ptp(d) > 0:
+        out["effect_size"] = out["diff_mean"] / sd
+        out["p_value"] = float(sps.ttest_rel(r, i).pvalue)
+    return out
+
+
+def t_halfwidth(values, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the t-interval of the mean of ``values`` (NaN for fewer than 2)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) < 2:
+        return float("nan")
+    return float(sps.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def per_seed_improvement(rkdo, icon, lower_is_better: bool) -> np.ndarray:
+    """The paper's improvement % seed by seed: 100 (I-Con_s − RKDO_s)/I-Con_s for the loss,
+    100 (RKDO_s − I-Con_s)/I-Con_s otherwise."""
+    r = np.asarray(rkdo, dtype=float)
+    i = np.asarray(icon, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100.0 * ((i - r) if lower_is_better else (r - i)) / i
+
+
+def _std(x: np.ndarray) -> float:
+    return float(x.std(ddof=1)) if len(x) > 1 else np.nan
+
+
+def _steps(g: pd.DataFrame) -> tuple[float, float]:
+    if "steps" not in g or g["steps"].isna().all():
+        return np.nan, np.nan
+    s = g["steps"].dropna().astype(float)
+    return float(s.min()), float(s.max())
+
+
+def paired_values(df: pd.DataFrame, dataset: str, protocol: str, metric: str,
+                  rkdo_epoch: int, icon_epoch: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """(seeds, RKDO values, I-Con values) for one dataset/protocol/metric, RKDO at
+    ``rkdo_epoch`` and I-Con at ``icon_epoch``, aligned on the seeds both have (sorted)."""
+    g = df[(df.dataset == dataset) & (df.protocol == protocol)]
+    r = g[(g.method == "rkdo") & (g.epoch == rkdo_epoch)].set_index("seed")[metric]
+    i = g[(g.method == "icon") & (g.epoch == icon_epoch)].set_index("seed")[metric]
+    seeds = sorted(set(r.index) & set(i.index))
+    return seeds, r.loc[seeds].astype(float).to_numpy(), i.loc[seeds].astype(float).to_numpy()
+
+
+def paired_comparison(df: pd.DataFrame, metrics=tuple(METRICS), *,
+                      holm_excluded_epochs=HOLM_EXCLUDED_EPOCHS) -> pd.DataFrame:
+    """One row per (dataset, protocol, epoch, metric), seeds paired.
+
+    Columns: ``n_seeds``, ``seeds`` (comma-separated), ``rkdo_mean``/``rkdo_std``,
+    ``icon_mean``/``icon_std`` (std with ddof=1), ``improvement_pct`` (the paper's definition,
+    from the means), ``improvement_ci`` (half-width of the 95 % t-interval of the per-seed
+    improvement %), ``diff_mean`` (RKDO − I-Con) with its 95 % t-interval ``ci_low``/
+    ``ci_high``, ``effect_size`` (paired Cohen's d_z), ``p_value`` (paired t-test),
+    ``p_holm`` (Holm within each (protocol, metric) family across dataset × epoch; budgets in
+    ``holm_excluded_epochs`` — the untrained encoder — and NaN p-values are not counted and
+    get NaN), ``steps_min``/``steps_max`` (real optimizer steps of the budget) and ``device``.
+    """
     rows = []
     for (dataset, protocol, epoch), g in df.groupby(["dataset", "protocol", "epoch"]):
-        wide = {m: g[g.method == m].set_index("seed") for m in ("rkdo", "icon")}
-        seeds = sorted(set(wide["rkdo"].index) & set(wide["icon"].index))
         for metric in metrics:
-            r = wide["rkdo"].loc[seeds, metric].astype(float).to_numpy()
-            i = wide["icon"].loc[seeds, metric].astype(float).to_numpy()
+            if metric not in g:
+                continue
+            seeds, r, i = paired_values(df, dataset, protocol, metric, epoch, epoch)
             if len(seeds) == 0 or np.isnan(r).all() or np.isnan(i).all():
                 continue
-            p = float("nan")
-            if len(seeds) >= 2 and np.ptp(r - i) > 0:
-                p = float(sps.ttest_rel(r, i).pvalue)
+            steps_min, steps_max = _steps(g)
+            imp = per_seed_improvement(r, i, METRICS[metric])
             rows.append({
                 "dataset": dataset, "protocol": protocol, "epoch": int(epoch), "metric": metric,
-                "n_seeds": len(seeds),
-                "rkdo_mean": r.mean(), "rkdo_std": r.std(ddof=1) if len(r) > 1 else np.nan,
-                "icon_mean": i.mean(), "icon_std": i.std(ddof=1) if len(i) > 1 else np.nan,
+                "n_seeds": len(seeds), "seeds": ",".join(str(s) for s in seeds),
+                "rkdo_mean": float(r.mean()), "rkdo_std": _std(r),
+                "icon_mean": float(i.mean()), "icon_std": _std(i),
                 "improvement_pct": improvement_pct(r.mean(), i.mean(), METRICS[metric]),
-                "diff_mean": float(np.mean(r - i)), "p_value": p,
+                "improvement_ci": t_halfwidth(imp),
+                **paired_stats(r, i),
+                "steps_min": steps_min, "steps_max": steps_max,
+                "device": ",".join(sorted(g["device"].dropna().astype(str).unique()))
+                if "device" in g else "",
             })
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["p_holm"] = np.nan
-    for _, idx in out.groupby("metric").groups.items():
+    excluded = out.epoch.isin(list(holm_excluded_epochs))
+    for _, idx in out[~excluded].groupby(["protocol", "metric"]).groups.items():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
+    order = {m: k for k, m in enumerate(METRICS)}
+    return (out.assign(_m=out.metric.map(order)).sort_values(["_m", "protocol", "dataset",
+                                                              "epoch"])
+            .drop(columns="_m").reset_index(drop=True))
+
+
+def run_summary(df: pd.DataFrame) -> dict:
+    """What the metrics frame holds: runs, seeds, datasets, protocols, budgets, devices."""
+    runs = df.drop_duplicates(["dataset", "protocol", "method", "seed"])
+    return {
+        "n_runs": int(len(runs)),
+        "seeds": sorted(int(s) for s in df.seed.unique()),
+        "datasets": sorted(df.dataset.unique()),
+        "protocols": sorted(df.protocol.unique()),
+        "methods": sorted(df.method.unique()),
+        "epochs": sorted(int(e) for e in df.epoch.unique()),
+        "devices": sorted(df["device"].dropna().astype(str).unique()) if "device" in df else [],
+    }
+
+
+def epoch0_gap_sentences(df: pd.DataFrame, metric: str = "train_loss") -> list[str]:
+    """One computed sentence per (dataset, protocol): is the loss "improvement" at the last
+    budget larger than the gap already present for the untrained encoder (epoch 0)?
+
+    Compares the per-seed improvement % at the last budget with the same seed's at epoch 0
+    (paired t-test over seeds). Needs budget 0 in the data; says so where it is missing.
+    """
+    lower = METRICS[metric]
+    out = []
+    for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
+        name = f"{dataset_label(dataset)} ({protocol} protocol)"
+        epochs = sorted(int(e) for e in g.epoch.unique())
+        trained = [e for e in epochs if e > 0]
+        if 0 not in epochs or not trained:
+            missing = "epoch 0 (the untrained encoder)" if 0 not in epochs else "a trained budget"
+            out.append(f"{name}: no comparison with the untrained encoder possible — "
+                       f"{missing} is not in the results (budgets present: {epochs}).")
+            continue
+        last = trained[-1]
+        s0, r0, i0 = paired_values(df, dataset, protocol, metric, 0, 0)
+        s1, r1, i1 = paired_values(df, dataset, protocol, metric, last, last)
+        seeds = sorted(set(s0) & set(s1))
+        if not seeds:
+            out.append(f"{name}: no seed has both methods at epoch 0 and epoch {last}.")
+            continue
+        k0 = [s0.index(s) for s in seeds]
+        k1 = [s1.index(s) for s in seeds]
+        imp0 = per_seed_improvement(r0[k0], i0[k0], lower)
+        imp1 = per_seed_improvement(r1[k1], i1[k1], lower)
+        g0 = improvement_pct(r0[k0].mean(), i0[k0].mean(), lower)
+        g1 = improvement_pct(r1[k1].mean(), i1[k1].mean(), lower)
+        st = paired_stats(imp1, imp0)
+        steps = g[g.epoch == last]["steps"].dropna() if "steps" in g else pd.Series(dtype=float)
+        steps_txt = f" ({int(steps.max())} optimizer steps)" if len(steps) else ""
+        p = st["p_value"]
+        test = (f"per-seed improvement, last budget − epoch 0: mean {st['diff_mean']:+.2f} "
+                f"points, 95 % CI [{st['ci_low']:+.2f}, {st['ci_high']:+.2f}], paired t-test "
+                f"over {len(seeds)} seeds p = {p:.2g}"
+                if not np.isnan(p) else f"{len(seeds)} seed(s), no test possible")
+        if g1 > g0:
+            verdict = "larger than"
+        elif g1 < g0:
+            verdict = "smaller than"
+        else:
+            verdict = "equal to"
+        significant = not np.isnan(p) and p < 0.05
+        out.append(
+            f"{name}: after {last} epoch(s){steps_txt}, RKDO's {METRIC_LABELS[metric]} is "
+            f"{g1:.2f} % below I-Con's; the untrained encoder already shows {g0:.2f} %, so the "
+            f"\"improvement\" at the last budget is {verdict} the gap present before training "
+            f"by {abs(g1 - g0):.2f} points ({test}"
+            f"{'' if significant or np.isnan(p) else '; not significant at 0.05'}).")
     return out
 
 
@@ -97,14 +317,17 @@ def format_comparison(table: pd.DataFrame) -> str:
         sub = table[table.metric == metric]
         if sub.empty:
             continue
+        n_holm = int(sub.p_holm.notna().sum())
         lines.append(f"\n{METRIC_LABELS[metric]}  (mean ± std over seeds; paired t-test; "
-                     f"Holm over the {len(sub)} comparisons of this metric)")
+                     f"Holm over the {n_holm} testable comparisons of this metric and "
+                     "protocol, epoch 0 excluded)")
         lines.append(f"{'dataset':<9} {'epoch':>5} {'n':>2}  {'RKDO':>17}  {'I-Con':>17}  "
-                     f"{'improv.':>8}  {'p':>8}  {'p_Holm':>8}")
+                     f"{'improv.':>8}  {'d_z':>6}  {'p':>8}  {'p_Holm':>8}")
         for _, r in sub.iterrows():
+            d_z = getattr(r, "effect_size", np.nan)
             lines.append(
                 f"{r.dataset:<9} {r.epoch:>5d} {r.n_seeds:>2d}  "
                 f"{r.rkdo_mean:>8.4f} ± {r.rkdo_std:<6.4f}  "
                 f"{r.icon_mean:>8.4f} ± {r.icon_std:<6.4f}  "
-                f"{r.improvement_pct:>+7.2f}%  {r.p_value:>8.2g}  {r.p_holm:>8.2g}")
+                f"{r.improvement_pct:>+7.2f}%  {d_z:>6.2f}  {r.p_value:>8.2g}  {r.p_holm:>8.2g}")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Aggregation statistics against hand computations."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,11 +9,16 @@ import pytest
 from scipy import stats as sps
 
 from rkdo_core.stats import (
+    RUN_COMPLETE,
+    epoch0_gap_sentences,
     format_comparison,
     holm,
     improvement_pct,
+    incomplete_runs,
     load_metrics,
     paired_comparison,
+    paired_stats,
+    run_summary,
 )
 
 
@@ -60,9 +66,11 @@ def test_paired_comparison_matches_scipy_and_numpy():
     assert row.p_value == pytest.approx(sps.ttest_rel(r, i).pvalue)
     assert row.improvement_pct == pytest.approx(100 * (i.mean() - r.mean()) / i.mean())
     assert row.diff_mean == pytest.approx((r - i).mean())
-    # Holm within the metric's family (2 budgets).
+    # Holm within the metric's family; epoch 0 (untrained encoder) is not in it, so the
+    # single trained budget keeps its p.
     fam = table[table.metric == "train_loss"].sort_values("epoch")
-    np.testing.assert_allclose(fam.p_holm, holm(fam.p_value))
+    assert np.isnan(fam.p_holm.iloc[0]) and not np.isnan(fam.p_value.iloc[0])
+    assert fam.p_holm.iloc[1] == pytest.approx(fam.p_value.iloc[1])
     # Identical values in both methods: no test is possible, p is NaN, not 1 or 0.
     assert np.isnan(table[table.metric == "nmi"].p_value).all()
     assert "training loss" in format_comparison(table)
@@ -81,7 +89,187 @@ def test_load_metrics_reads_run_files(tmp_path):
         p = tmp_path / method / f"seed_{seed}" / "metrics" / "epoch_001.json"
         p.parent.mkdir(parents=True)
         p.write_text(json.dumps({"method": method, "seed": seed, "epoch": 1, "x": i}))
-    df = load_metrics(tmp_path)
+    df = load_metrics(tmp_path, complete_only=False)
     assert sorted(df.method) == ["icon", "rkdo"] and sorted(df.x) == [0, 1]
+    assert sorted(df.run_dir) == ["icon/seed_1", "rkdo/seed_1"]
+    # Neither run is marked complete: the default refuses, naming the folder and the marker.
+    with pytest.raises(FileNotFoundError, match=r"no complete run below .*run_complete\.json"):
+        load_metrics(tmp_path)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no metrics files"):
         load_metrics(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_metrics(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------------------- synthetic runs
+# Shared with test_tables.py, test_figures.py and test_aggregate_notebook.py (imported from
+# here): run folders laid out as the grid writes them, with known metrics.
+
+SEEDS = (42, 123, 456, 789)
+EPOCHS = (0, 1, 2, 5, 10)
+STEPS_PER_EPOCH = {"cifar10": 10, "digits": 3, "stl10": 11, "cifar100": 10}
+
+
+def synthetic_rows(datasets=("cifar10", "digits"), seeds=SEEDS, epochs=EPOCHS,
+                   protocol="paper", rng_seed=0):
+    """Metrics rows with RKDO's loss ~30 % below I-Con's at every budget (epoch 0 too) and
+    identical evaluation metrics for both methods at epoch 0 (the same untrained encoder)."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for dataset in datasets:
+        for seed in seeds:
+            for epoch in epochs:
+                icon_loss = 2.6 - 0.04 * epoch + 0.03 * rng.normal()
+                shared = {m: float(rng.uniform(0.1, 0.3)) for m in
+                          ("linear_eval", "nmi", "ari", "neighborhood_acc")}
+                for method in ("rkdo", "icon"):
+                    if epoch == 0:
+                        evals = dict(shared)
+                    else:
+                        evals = {m: v + (0.02 if method == "rkdo" else 0.0) * epoch / 10
+                                 + 0.01 * rng.normal() for m, v in shared.items()}
+                    loss = icon_loss if method == "icon" else (
+                        0.7 * icon_loss + 0.02 * rng.normal())
+                    rows.append({
+                        "dataset": dataset, "method": method, "seed": seed,
+                        "protocol": protocol, "epoch": epoch,
+                        "steps": STEPS_PER_EPOCH[dataset] * epoch, "train_loss": loss,
+                        **evals, "eval_images": 700, "eval_features": "projection",
+                        "eval_seed": 42, "device": "cpu", "seconds": 0.1})
+    return rows
+
+
+def write_runs(root, rows, *, complete=True):
+    """Write rows into RESULTS/<dataset>/<protocol>/<method>/seed_<seed>/metrics/, plus
+    train_complete.json and (when ``complete``) run_complete.json."""
+    root = Path(root)
+    runs = set()
+    for r in rows:
+        run = root / r["dataset"] / r["protocol"] / r["method"] / f"seed_{r['seed']}"
+        (run / "metrics").mkdir(parents=True, exist_ok=True)
+        (run / "metrics" / f"epoch_{r['epoch']:03d}.json").write_text(json.dumps(r))
+        runs.add(run)
+    for run in runs:
+        (run / "train_complete.json").write_text("{}")
+        if complete:
+            (run / "run_complete.json").write_text("{}")
+    return sorted(runs)
+
+
+def write_synthetic_results(root, datasets=("cifar10", "digits"), seeds=SEEDS, epochs=EPOCHS,
+                            protocol="paper", with_incomplete=True):
+    """Complete runs for both methods × seeds, plus (``with_incomplete``) one unfinished run
+    with absurd values (seed 999) that aggregation must skip. Returns the complete rows as a
+    DataFrame."""
+    rows = synthetic_rows(datasets, seeds, epochs, protocol)
+    write_runs(root, rows)
+    if with_incomplete:
+        bad = [dict(r, seed=999, train_loss=100.0, linear_eval=0.99)
+               for r in rows if r["seed"] == seeds[0] and r["method"] == "rkdo"
+               and r["dataset"] == datasets[0]]
+        write_runs(root, bad, complete=False)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- tests on them
+
+
+def _pair(df, dataset, metric, epoch, protocol="paper"):
+    g = df[(df.dataset == dataset) & (df.epoch == epoch) & (df.protocol == protocol)]
+    r = g[g.method == "rkdo"].sort_values("seed")[metric].to_numpy(float)
+    i = g[g.method == "icon"].sort_values("seed")[metric].to_numpy(float)
+    return r, i
+
+
+def test_load_metrics_counts_only_complete_runs(tmp_path):
+    rows = write_synthetic_results(tmp_path)
+    df = load_metrics(tmp_path)
+    assert len(df) == len(rows) == 2 * 4 * 5 * 2
+    assert 999 not in set(df.seed)
+    everything = load_metrics(tmp_path, complete_only=False)
+    assert len(everything) == len(rows) + len(EPOCHS) and 999 in set(everything.seed)
+    unfinished = tmp_path / "cifar10" / "paper" / "rkdo" / "seed_999"
+    assert incomplete_runs(tmp_path) == [unfinished]
+    # A run still training (log only, no metrics yet) is incomplete too.
+    training = tmp_path / "digits" / "paper" / "icon" / "seed_7"
+    training.mkdir(parents=True)
+    (training / "train_log.jsonl").write_text("")
+    assert incomplete_runs(tmp_path) == [unfinished, training]
+    # A marker listing a file that has gone missing does not make it complete (grid's rule).
+    (unfinished / RUN_COMPLETE).write_text(json.dumps({"files": ["01_train.ipynb"]}))
+    assert 999 not in set(load_metrics(tmp_path).seed)
+    # Once the grid marks it complete, it counts.
+    (unfinished / "01_train.ipynb").write_text("{}")
+    assert 999 in set(load_metrics(tmp_path).seed)
+    assert incomplete_runs(tmp_path) == [training]
+    # config.json elsewhere (not in a seed_* folder) is not a run.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text("{}")
+    assert incomplete_runs(tmp_path) == [training]
+    assert incomplete_runs(tmp_path / "nowhere") == []
+
+
+def test_paired_comparison_ci_effect_size_and_holm_by_hand(tmp_path):
+    rows = pd.DataFrame(synthetic_rows(datasets=("cifar10", "digits")) + synthetic_rows(
+        datasets=("cifar10",), protocol="full", epochs=(0, 1, 2), rng_seed=5))
+    table = paired_comparison(rows)
+    for (dataset, protocol, epoch, metric), row in table.set_index(
+            ["dataset", "protocol", "epoch", "metric"]).iterrows():
+        r, i = _pair(rows, dataset, metric, epoch, protocol)
+        d = r - i
+        assert row.n_seeds == len(SEEDS) and row.seeds == ",".join(map(str, SEEDS))
+        assert row.diff_mean == pytest.approx(d.mean())
+        half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        assert row.ci_low == pytest.approx(d.mean() - half, abs=1e-12)
+        assert row.ci_high == pytest.approx(d.mean() + half, abs=1e-12)
+        assert row.steps_min == row.steps_max == STEPS_PER_EPOCH[dataset] * epoch
+        assert row.device == "cpu"
+        if epoch == 0 and metric != "train_loss":
+            # The same untrained encoder for both methods: no difference, no test, no d_z.
+            assert row.diff_mean == 0 and np.isnan(row.p_value) and np.isnan(row.effect_size)
+            continue
+        assert row.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
+        assert row.p_value == pytest.approx(sps.ttest_rel(r, i).pvalue)
+        imp = 100 * ((i - r) if metric == "train_loss" else (r - i)) / i
+        half_imp = sps.t.ppf(0.975, len(imp) - 1) * imp.std(ddof=1) / np.sqrt(len(imp))
+        assert row.improvement_ci == pytest.approx(half_imp)
+    # Holm within each (protocol, metric) family over the trained budgets only.
+    for _family, fam in table.groupby(["protocol", "metric"]):
+        trained = fam[fam.epoch > 0]
+        np.testing.assert_allclose(trained.p_holm, holm(trained.p_value))
+        assert fam[fam.epoch == 0].p_holm.isna().all()
+    loss_paper = table[(table.metric == "train_loss") & (table.protocol == "paper")]
+    assert loss_paper.p_holm.notna().sum() == 2 * 4  # 2 datasets × budgets 1, 2, 5, 10
+    # Epoch 0 of the loss is tested (the gap before training) but is not in the family.
+    assert loss_paper[loss_paper.epoch == 0].p_value.notna().all()
+
+
+def test_paired_stats_degenerate_cases():
+    st = paired_stats([1.0], [2.0])
+    assert st["diff_mean"] == -1 and np.isnan(st["p_value"]) and np.isnan(st["ci_low"])
+    st = paired_stats([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])  # constant difference
+    assert st["ci_low"] == st["ci_high"] == pytest.approx(0.5)
+    assert np.isnan(st["p_value"]) and np.isnan(st["effect_size"])
+
+
+def test_run_summary_and_epoch0_sentences(tmp_path):
+    df = pd.DataFrame(synthetic_rows(datasets=("cifar10", "digits")))
+    s = run_summary(df)
+    assert s["n_runs"] == 2 * 2 * len(SEEDS) and s["seeds"] == sorted(SEEDS)
+    assert s["epochs"] == list(EPOCHS) and s["devices"] == ["cpu"]
+    sentences = epoch0_gap_sentences(df)
+    assert len(sentences) == 2
+    r0, i0 = _pair(df, "cifar10", "train_loss", 0)
+    r10, i10 = _pair(df, "cifar10", "train_loss", 10)
+    g0 = 100 * (i0.mean() - r0.mean()) / i0.mean()
+    g10 = 100 * (i10.mean() - r10.mean()) / i10.mean()
+    text = sentences[0]
+    assert text.startswith("CIFAR-10 (paper protocol): after 10 epoch(s) (100 optimizer steps)")
+    assert f"{g10:.2f} % below" in text and f"already shows {g0:.2f} %" in text
+    assert ("larger than" if g10 > g0 else "smaller than") in text
+    per_seed = 100 * (i10 - r10) / i10 - 100 * (i0 - r0) / i0
+    assert f"p = {sps.ttest_1samp(per_seed, 0).pvalue:.2g}" in text
+    # Without budget 0 the sentence says so instead of inventing a baseline.
+    no0 = epoch0_gap_sentences(df[df.epoch > 0])
+    assert all("epoch 0 (the untrained encoder) is not in the results" in t for t in no0)

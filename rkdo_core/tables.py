@@ -1,0 +1,595 @@
+"""Tables 1–4 of the paper, re-drawn from the metrics files beside the numbers it reports.
+
+Every builder returns one DataFrame holding both machine-readable columns (snake_case,
+numbers) and display columns (human headers, formatted strings); ``df.attrs`` records which
+is which (``csv``/``display``), a ``title``, a generated ``note`` and the rows ``omitted``
+with their reason. :func:`write_table` writes the numbers to CSV and the display columns to
+Markdown and LaTeX. The paper's numbers come from ``params/reported.yaml`` and are matched
+only where dataset, budget and protocol (the paper's own) agree; every other cell says
+"no counterpart in the paper".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .stats import (
+    METHOD_LABELS,
+    METRIC_LABELS,
+    METRICS,
+    dataset_label,
+    epoch0_gap_sentences,
+    holm,
+    incomplete_runs,
+    load_metrics,
+    paired_comparison,
+    paired_stats,
+    paired_values,
+    run_summary,
+)
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_REPORTED = REPO_DIR / "params" / "reported.yaml"
+DEFAULT_TABLE3_PAIRS = ((1, 5), (2, 5))
+#: the paper's datasets, in its order; others (digits) follow, sorted
+PAPER_DATASETS = ("cifar10", "cifar100", "stl10")
+NO_COUNTERPART = "—"
+TABLE_NAMES = {"table1": "table1_training_loss", "table2": "table2_linear_eval",
+               "table3": "table3_early_rkdo_vs_late_icon", "table4": "table4_all_metrics"}
+
+
+@dataclass(frozen=True)
+class Reported:
+    """The paper's Tables 1–4 (``params/reported.yaml``) as DataFrames."""
+
+    table1: pd.DataFrame
+    table2: pd.DataFrame
+    table3: pd.DataFrame
+    table4: pd.DataFrame
+    table4_epoch: int
+    protocol: str = "paper"
+    p_claim: str = ""
+    source: str = ""
+    titles: dict = field(default_factory=dict)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(set(self.table1.dataset))
+
+
+def load_reported(path: str | Path | None = None) -> Reported:
+    """Read the paper's reported numbers (default: the repository's
+    ``params/reported.yaml``)."""
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_REPORTED
+    if not path.is_file():
+        raise FileNotFoundError(f"reported numbers file {path} does not exist")
+    raw = yaml.safe_load(path.read_text())
+    missing = [k for k in ("table1", "table2", "table3", "table4") if k not in raw]
+    if missing:
+        raise ValueError(f"{path}: missing section(s) {missing}")
+    frames = {k: pd.DataFrame(raw[k]["rows"]) for k in ("table1", "table2", "table3", "table4")}
+    return Reported(**frames, table4_epoch=int(raw["table4"]["epochs"]),
+                    protocol=raw.get("protocol", "paper"),
+                    p_claim=raw["table1"].get("p_value_claim", ""),
+                    source=raw.get("source", str(path)),
+                    titles={k: raw[k].get("title", k) for k in frames})
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def format_p(p: float) -> str:
+    """Two significant digits; scientific below 0.001; "—" where no test was possible."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return NO_COUNTERPART
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.2g}"
+
+
+def _num(x: float, digits: int = 4, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return NO_COUNTERPART
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _mean_std(mean: float, std: float, digits: int = 4) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return NO_COUNTERPART
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _pct(x: float) -> str:
+    return NO_COUNTERPART if x is None or np.isnan(x) else f"{x:+.2f} %"
+
+
+def _steps(lo: float, hi: float) -> str:
+    if np.isnan(lo):
+        return "?"
+    return f"{int(lo)}" if lo == hi else f"{int(lo)}–{int(hi)}"
+
+
+def _ci(lo: float, hi: float, digits: int = 4) -> str:
+    if np.isnan(lo):
+        return NO_COUNTERPART
+    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def dataset_order(datasets: Iterable[str]) -> list[str]:
+    """The paper's datasets in its order, then the others sorted."""
+    ds = set(datasets)
+    return [d for d in PAPER_DATASETS if d in ds] + sorted(ds - set(PAPER_DATASETS))
+
+
+def _finish(out: pd.DataFrame, csv: list[str], display: dict[str, pd.Series | list],
+            title: str, note: str, omitted: list[str]) -> pd.DataFrame:
+    for col, values in display.items():
+        out[col] = list(values)
+    out.attrs.update(csv=list(csv), display=list(display), title=title, note=note,
+                     omitted=list(omitted))
+    return out
+
+
+def _counterpart_reason(dataset: str, protocol: str, epoch: int | None,
+                        reported: Reported | None, have: bool, paper_epochs) -> str:
+    """Why a row has no reported value ("" where it has one)."""
+    if have:
+        return ""
+    if reported is None:
+        return "no reported numbers loaded"
+    if dataset not in reported.datasets:
+        return f"{dataset_label(dataset)} is not in the paper"
+    if protocol != reported.protocol:
+        return f"{protocol} protocol (the paper's numbers are its {reported.protocol} protocol)"
+    if epoch == 0:
+        return "epoch 0 (untrained encoder) is not reported"
+    return f"the paper reports epochs {sorted(paper_epochs)} only"
+
+
+def _no_counterpart_note(reasons: Iterable[str]) -> str:
+    reasons = sorted({r for r in reasons if r})
+    if not reasons:
+        return ""
+    return (f"{NO_COUNTERPART} in the paper's columns: no counterpart in the paper ("
+            + "; ".join(reasons) + ").")
+
+
+# ---------------------------------------------------------------------------- Tables 1, 2
+
+
+def _comparison_table(comp: pd.DataFrame, metric: str, reported: Reported | None,
+                      rep: pd.DataFrame | None, rep_pct: str, title: str,
+                      paper_label: str) -> pd.DataFrame:
+    sub = comp[comp.metric == metric].copy() if not comp.empty else pd.DataFrame()
+    if sub.empty:
+        out = pd.DataFrame()
+        out.attrs.update(csv=[], display=[], title=title, note=f"no {METRIC_LABELS[metric]} "
+                         "values in the results", omitted=[])
+        return out
+    sub["_d"] = sub.dataset.map({d: k for k, d in enumerate(dataset_order(sub.dataset))})
+    sub = sub.sort_values(["protocol", "_d", "epoch"]).drop(columns="_d").reset_index(drop=True)
+    lookup = {} if rep is None else {(r.dataset, int(r.epochs)): r for r in rep.itertuples()}
+    paper_epochs = set() if rep is None else set(rep.epochs.astype(int))
+    cols = {k: [] for k in ("reported_rkdo_mean", "reported_rkdo_std", "reported_icon_mean",
+                            "reported_icon_std", "reported_pct", "has_reported",
+                            "no_counterpart_reason")}
+    for r in sub.itertuples():
+        hit = lookup.get((r.dataset, int(r.epoch))) if (
+            reported is not None and r.protocol == reported.protocol) else None
+        cols["has_reported"].append(hit is not None)
+        cols["no_counterpart_reason"].append(_counterpart_reason(
+            r.dataset, r.protocol, r.epoch, reported, hit is not None, paper_epochs))
+        for key, attr in (("reported_rkdo_mean", "rkdo_mean"), ("reported_rkdo_std", "rkdo_std"),
+                          ("reported_icon_mean", "icon_mean"), ("reported_icon_std", "icon_std"),
+                          ("reported_pct", rep_pct)):
+            cols[key].append(float(getattr(hit, attr)) if hit is not None else np.nan)
+    for k, v in cols.items():
+        sub[k] = v
+    sub = sub.rename(columns={"epoch": "epochs"})
+    csv = ["dataset", "protocol", "epochs", "steps_min", "steps_max", "n_seeds", "seeds",
+           "rkdo_mean", "rkdo_std", "icon_mean", "icon_std", "improvement_pct",
+           "improvement_ci", "diff_mean", "ci_low", "ci_high", "effect_size", "p_value",
+           "p_holm", "device", *cols]
+    display = {
+        "Dataset": sub.dataset.map(dataset_label),
+        "Protocol": sub.protocol,
+        "Epochs": sub.epochs.astype(str),
+        "Steps": [_steps(a, b) for a, b in zip(sub.steps_min, sub.steps_max)],
+        "n": sub.n_seeds.astype(str),
+        "RKDO": [_mean_std(m, s) for m, s in zip(sub.rkdo_mean, sub.rkdo_std)],
+        "I-Con": [_mean_std(m, s) for m, s in zip(sub.icon_mean, sub.icon_std)],
+        paper_label: [_pct(x) for x in sub.improvement_pct],
+        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+                                   zip(sub.diff_mean, sub.ci_low, sub.ci_high)],
+        "d_z": [_num(x, 2) for x in sub.effect_size],
+        "p": [format_p(x) for x in sub.p_value],
+        "p (Holm)": [format_p(x) for x in sub.p_holm],
+        "Paper RKDO": [_mean_std(m, s) for m, s in
+                       zip(sub.reported_rkdo_mean, sub.reported_rkdo_std)],
+        "Paper I-Con": [_mean_std(m, s) for m, s in
+                        zip(sub.reported_icon_mean, sub.reported_icon_std)],
+        f"Paper {paper_label.lower()}": [_pct(x) for x in sub.reported_pct],
+    }
+    note = _table_note(sub, metric, cols["no_counterpart_reason"])
+    return _finish(sub[csv].copy(), csv, display, title, note, [])
+
+
+def _table_note(sub: pd.DataFrame, metric: str, reasons: Iterable[str]) -> str:
+    lower = METRICS[metric]
+    definition = ("100 (I-Con − RKDO)/I-Con of the seed means" if lower
+                  else "100 (RKDO − I-Con)/I-Con of the seed means")
+    n_holm = sub.p_holm.notna().groupby(sub.protocol).sum()
+    holm_txt = ", ".join(f"{int(n)} comparisons ({p})" for p, n in n_holm.items())
+    parts = [
+        f"Mean ± std (ddof 1) over seeds; improvement = {definition} (the paper's definition).",
+        "RKDO − I-Con: mean paired difference over seeds with its 95 % t-interval; d_z = "
+        "paired Cohen's d (mean/sd of the differences); p: paired t-test across seeds "
+        f"(scipy ttest_rel); p (Holm): Holm within the metric and protocol over {holm_txt}, "
+        "epoch 0 (the untrained encoder) not counted. "
+        f"{NO_COUNTERPART} for p: no test possible (identical values or one seed).",
+        "Steps: real optimizer steps of the budget, from the metrics files.",
+    ]
+    extra = _no_counterpart_note(reasons)
+    if extra:
+        parts.append(extra)
+    return " ".join(parts)
+
+
+def table1(comp: pd.DataFrame, reported: Reported | None = None) -> pd.DataFrame:
+    """Table 1: final training loss per dataset × epoch budget, RKDO vs I-Con, with the
+    paper's Table 1 beside it. ``comp`` is :func:`rkdo_core.stats.paired_comparison`'s."""
+    out = _comparison_table(comp, "train_loss", reported,
+                            None if reported is None else reported.table1, "improvement_pct",
+                            "Table 1. Final training loss, RKDO vs I-Con", "Improvement")
+    if reported is not None and reported.p_claim and "note" in out.attrs:
+        out.attrs["note"] += f" The paper states {reported.p_claim}."
+    return out
+
+
+def table2(comp: pd.DataFrame, reported: Reported | None = None) -> pd.DataFrame:
+    """Table 2: linear evaluation accuracy per dataset × epoch budget, with the paper's
+    Table 2 beside it."""
+    return _comparison_table(comp, "linear_eval", reported,
+                             None if reported is None else reported.table2, "difference_pct",
+                             "Table 2. Linear evaluation accuracy, RKDO vs I-Con",
+                             "Difference")
+
+
+# ---------------------------------------------------------------------------- Table 3
+
+
+def _steps_at(df: pd.DataFrame, dataset: str, protocol: str, method: str, epoch: int) -> float:
+    g = df[(df.dataset == dataset) & (df.protocol == protocol) & (df.method == method)
+           & (df.epoch == epoch)]
+    if "steps" not in g or g.steps.isna().all():
+        return np.nan
+    return float(g.steps.max())
+
+
+def table3(df: pd.DataFrame, reported: Reported | None = None,
+           pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
+           metric: str = "linear_eval") -> pd.DataFrame:
+    """Table 3: RKDO after few epochs vs I-Con after more, per dataset and
+    (rkdo_epoch, icon_epoch) pair, seeds paired. Pairs whose budgets are not in the results
+    are omitted; ``attrs["omitted"]`` says which and why."""
+    pairs = [(int(a), int(b)) for a, b in pairs]
+    rows, omitted = [], []
+    rep = {} if reported is None else {
+        (r.dataset, int(r.rkdo_epochs), int(r.icon_epochs)): r
+        for r in reported.table3.itertuples()}
+    for protocol in sorted(df.protocol.unique()):
+        for dataset in dataset_order(df[df.protocol == protocol].dataset):
+            g = df[(df.protocol == protocol) & (df.dataset == dataset)]
+            for re_, ie in pairs:
+                label = (f"{dataset_label(dataset)} ({protocol}), RKDO {re_} vs I-Con {ie} "
+                         "epochs")
+                have_r = set(g[g.method == "rkdo"].epoch.astype(int))
+                have_i = set(g[g.method == "icon"].epoch.astype(int))
+                missing = [f"{METHOD_LABELS[m]} at {e} epochs" for m, e, have in
+                           (("rkdo", re_, have_r), ("icon", ie, have_i)) if e not in have]
+                if missing:
+                    omitted.append(f"{label}: omitted — {' and '.join(missing)} not in the "
+                                   f"results (budgets present: {sorted(have_r | have_i)})")
+                    continue
+                seeds, r, i = paired_values(df, dataset, protocol, metric, re_, ie)
+                if not seeds:
+                    omitted.append(f"{label}: omitted — no seed has both runs")
+                    continue
+                st = paired_stats(r, i)
+                rs, is_ = (_steps_at(df, dataset, protocol, m, e)
+                           for m, e in (("rkdo", re_), ("icon", ie)))
+                hit = rep.get((dataset, re_, ie)) if (
+                    reported is not None and protocol == reported.protocol) else None
+                reason = ""
+                if hit is None:
+                    reason = _counterpart_reason(dataset, protocol, None, reported, False, [])
+                    if reported is not None and dataset in reported.datasets and \
+                            protocol == reported.protocol:
+                        reason = "the paper's Table 3 has no such pair for this dataset"
+                rep_ratio = np.nan
+                if hit is not None:
+                    rep_ratio = (float(hit.accuracy_ratio_pct)
+                                 if hit.accuracy_ratio_pct is not None
+                                 and not pd.isna(hit.accuracy_ratio_pct)
+                                 else 100.0 * hit.rkdo_mean / hit.icon_mean)
+                rows.append({
+                    "dataset": dataset, "protocol": protocol, "metric": metric,
+                    "rkdo_epochs": re_, "icon_epochs": ie, "rkdo_steps": rs, "icon_steps": is_,
+                    "fewer_epochs_pct": 100.0 * (1 - re_ / ie) if ie else np.nan,
+                    "fewer_steps_pct": 100.0 * (1 - rs / is_) if is_ else np.nan,
+                    "n_seeds": len(seeds), "seeds": ",".join(map(str, seeds)),
+                    "rkdo_mean": float(r.mean()),
+                    "rkdo_std": float(r.std(ddof=1)) if len(r) > 1 else np.nan,
+                    "icon_mean": float(i.mean()),
+                    "icon_std": float(i.std(ddof=1)) if len(i) > 1 else np.nan,
+                    "ratio_pct": 100.0 * r.mean() / i.mean() if i.mean() else np.nan,
+                    **st,
+                    "reported_rkdo_mean": float(hit.rkdo_mean) if hit is not None else np.nan,
+                    "reported_icon_mean": float(hit.icon_mean) if hit is not None else np.nan,
+                    "reported_ratio_pct": rep_ratio,
+                    "reported_fewer_epochs_pct":
+                        float(hit.fewer_epochs_pct) if hit is not None else np.nan,
+                    "reported_claim": hit.claim if hit is not None else "",
+                    "has_reported": hit is not None, "no_counterpart_reason": reason,
+                })
+    out = pd.DataFrame(rows)
+    title = (f"Table 3. Early RKDO vs later I-Con ({METRIC_LABELS[metric]}), "
+             f"pairs (RKDO epochs, I-Con epochs) = {pairs}")
+    if out.empty:
+        out.attrs.update(csv=[], display=[], title=title, omitted=omitted,
+                         note="No row: " + " ".join(omitted) if omitted else "no data")
+        return out
+    out["p_holm"] = holm(out.p_value.to_numpy())
+    csv = list(out.columns)
+    display = {
+        "Dataset": out.dataset.map(dataset_label), "Protocol": out.protocol,
+        "RKDO epochs (steps)": [f"{a} ({_steps(s, s)})" for a, s in
+                                zip(out.rkdo_epochs, out.rkdo_steps)],
+        "I-Con epochs (steps)": [f"{a} ({_steps(s, s)})" for a, s in
+                                 zip(out.icon_epochs, out.icon_steps)],
+        "Fewer epochs": [f"{x:.0f} %" for x in out.fewer_epochs_pct],
+        "n": out.n_seeds.astype(str),
+        "RKDO": [_mean_std(m, s) for m, s in zip(out.rkdo_mean, out.rkdo_std)],
+        "I-Con": [_mean_std(m, s) for m, s in zip(out.icon_mean, out.icon_std)],
+        "RKDO / I-Con": [_num(x, 1) + " %" if not np.isnan(x) else NO_COUNTERPART
+                         for x in out.ratio_pct],
+        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+                                   zip(out.diff_mean, out.ci_low, out.ci_high)],
+        "p": [format_p(x) for x in out.p_value],
+        "p (Holm)": [format_p(x) for x in out.p_holm],
+        "Paper RKDO": [_num(x) for x in out.reported_rkdo_mean],
+        "Paper I-Con": [_num(x) for x in out.reported_icon_mean],
+        "Paper RKDO / I-Con": [_num(x, 1) + " %" if not np.isnan(x) else NO_COUNTERPART
+                               for x in out.reported_ratio_pct],
+        "Paper's wording": [c if c else NO_COUNTERPART for c in out.reported_claim],
+    }
+    note = " ".join(filter(None, [
+        "RKDO at the first budget vs I-Con at the second, seeds paired (same seed, different "
+        "budgets); mean ± std over seeds; RKDO / I-Con = ratio of the seed means; fewer "
+        "epochs = 1 − RKDO epochs / I-Con epochs; steps = real optimizer steps; p: paired "
+        "t-test across seeds; p (Holm): Holm over this table's rows. The paper prints only "
+        "the means here; its RKDO / I-Con is the stated percentage where it gives one, else "
+        "the ratio of its printed means.",
+        _no_counterpart_note(out.no_counterpart_reason),
+        ("Omitted: " + " ".join(omitted)) if omitted else "",
+    ]))
+    return _finish(out, csv, display, title, note, omitted)
+
+
+# ---------------------------------------------------------------------------- Table 4
+
+
+def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2) -> pd.DataFrame:
+    """Table 4: linear eval, NMI, ARI and neighborhood accuracy at one budget, with the
+    paper's Table 4 (2 epochs) beside it. A budget not in the results gives an empty table
+    whose note says so."""
+    metrics = [m for m in METRICS if not METRICS[m]]
+    title = f"Table 4. All evaluation metrics at {epoch} epoch(s), RKDO vs I-Con"
+    sub = comp[(comp.epoch == epoch) & comp.metric.isin(metrics)].copy() if not comp.empty \
+        else pd.DataFrame()
+    if sub.empty:
+        present = sorted(int(e) for e in comp.epoch.unique()) if not comp.empty else []
+        msg = (f"Table 4 not drawn: epoch {epoch} is not in the results "
+               f"(budgets present: {present}).")
+        out = pd.DataFrame()
+        out.attrs.update(csv=[], display=[], title=title, note=msg, omitted=[msg])
+        return out
+    sub["_d"] = sub.dataset.map({d: k for k, d in enumerate(dataset_order(sub.dataset))})
+    sub["_m"] = sub.metric.map({m: k for k, m in enumerate(metrics)})
+    sub = sub.sort_values(["protocol", "_d", "_m"]).drop(columns=["_d", "_m"])
+    sub = sub.reset_index(drop=True)
+    lookup = {}
+    if reported is not None and reported.table4_epoch == epoch:
+        lookup = {(r.dataset, r.metric): r for r in reported.table4.itertuples()}
+    extra = {k: [] for k in ("reported_rkdo_mean", "reported_rkdo_std", "reported_icon_mean",
+                             "reported_icon_std", "reported_pct", "has_reported",
+                             "no_counterpart_reason")}
+    for r in sub.itertuples():
+        hit = lookup.get((r.dataset, r.metric)) if (
+            reported is not None and r.protocol == reported.protocol) else None
+        reason = _counterpart_reason(r.dataset, r.protocol, epoch, reported, hit is not None,
+                                     [] if reported is None else [reported.table4_epoch])
+        extra["has_reported"].append(hit is not None)
+        extra["no_counterpart_reason"].append(reason)
+        for key, attr in (("reported_rkdo_mean", "rkdo_mean"), ("reported_rkdo_std", "rkdo_std"),
+                          ("reported_icon_mean", "icon_mean"), ("reported_icon_std", "icon_std"),
+                          ("reported_pct", "difference_pct")):
+            extra[key].append(float(getattr(hit, attr)) if hit is not None else np.nan)
+    for k, v in extra.items():
+        sub[k] = v
+    sub = sub.rename(columns={"epoch": "epochs"})
+    csv = ["dataset", "protocol", "epochs", "metric", "steps_min", "steps_max", "n_seeds",
+           "seeds", "rkdo_mean", "rkdo_std", "icon_mean", "icon_std", "improvement_pct",
+           "diff_mean", "ci_low", "ci_high", "effect_size", "p_value", "p_holm", *extra]
+    display = {
+        "Dataset": sub.dataset.map(dataset_label), "Protocol": sub.protocol,
+        "Metric": sub.metric.map(METRIC_LABELS),
+        "Steps": [_steps(a, b) for a, b in zip(sub.steps_min, sub.steps_max)],
+        "n": sub.n_seeds.astype(str),
+        "RKDO": [_mean_std(m, s) for m, s in zip(sub.rkdo_mean, sub.rkdo_std)],
+        "I-Con": [_mean_std(m, s) for m, s in zip(sub.icon_mean, sub.icon_std)],
+        "Difference": [_pct(x) for x in sub.improvement_pct],
+        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+                                   zip(sub.diff_mean, sub.ci_low, sub.ci_high)],
+        "d_z": [_num(x, 2) for x in sub.effect_size],
+        "p": [format_p(x) for x in sub.p_value],
+        "p (Holm)": [format_p(x) for x in sub.p_holm],
+        "Paper RKDO": [_mean_std(m, s) for m, s in
+                       zip(sub.reported_rkdo_mean, sub.reported_rkdo_std)],
+        "Paper I-Con": [_mean_std(m, s) for m, s in
+                        zip(sub.reported_icon_mean, sub.reported_icon_std)],
+        "Paper difference": [_pct(x) for x in sub.reported_pct],
+    }
+    note = " ".join(filter(None, [
+        "Mean ± std over seeds; difference = 100 (RKDO − I-Con)/I-Con of the seed means (the "
+        "paper's definition); RKDO − I-Con with its 95 % t-interval; d_z = paired Cohen's d; "
+        "p: paired t-test across seeds; p (Holm): Holm within each metric and protocol across "
+        "all datasets × trained budgets (as in Tables 1 and 2).",
+        _no_counterpart_note(extra["no_counterpart_reason"]),
+    ]))
+    return _finish(sub[csv].copy(), csv, display, title, note, [])
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def build_tables(df: pd.DataFrame, comp: pd.DataFrame | None = None,
+                 reported: Reported | None = None, *, table4_epoch: int = 2,
+                 table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS
+                 ) -> dict[str, pd.DataFrame]:
+    """Tables 1–4 keyed by their file names (:data:`TABLE_NAMES`)."""
+    comp = paired_comparison(df) if comp is None else comp
+    return {TABLE_NAMES["table1"]: table1(comp, reported),
+            TABLE_NAMES["table2"]: table2(comp, reported),
+            TABLE_NAMES["table3"]: table3(df, reported, table3_pairs),
+            TABLE_NAMES["table4"]: table4(comp, reported, table4_epoch)}
+
+
+def table_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
+    """The display columns as a Markdown table, with title and note."""
+    title = title if title is not None else df.attrs.get("title", "")
+    note = note if note is not None else df.attrs.get("note", "")
+    cols = df.attrs.get("display") or list(df.columns)
+    # numparse off: tabulate would re-format the formatted p-values ("1.0e-06" -> "1e-06")
+    body = df[cols].to_markdown(index=False, disable_numparse=True) if len(df) \
+        else "*(no rows)*"
+    return "\n\n".join(filter(None, [f"**{title}**" if title else "", body, note]))
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, title: str | None = None,
+                note: str | None = None) -> list[Path]:
+    """Write ``name.csv`` (the machine-readable columns, full precision), ``name.md`` and
+    ``name.tex`` (the display columns, title and note) into ``out_dir``; returns the paths.
+
+    ``title``/``note`` default to ``df.attrs``. A frame without ``attrs`` (any DataFrame)
+    is written whole to all three.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = title if title is not None else df.attrs.get("title", name)
+    note = note if note is not None else df.attrs.get("note", "")
+    csv_cols = df.attrs.get("csv") or [c for c in df.columns
+                                       if c not in (df.attrs.get("display") or [])]
+    disp_cols = df.attrs.get("display") or list(df.columns)
+    csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
+    df[csv_cols].to_csv(csv, index=False)
+    md.write_text(table_markdown(df, title, note) + "\n", encoding="utf-8")
+    body = df[disp_cols]
+    latex = _latex_unicode(body.to_latex(index=False, caption=title, label=f"tab:{name}",
+                                         float_format="%.4g", escape=True)) \
+        if len(body) else "% (no rows)\n"
+    tex.write_text(f"% {title}\n% {note}\n" + latex, encoding="utf-8")
+    return [csv, md, tex]
+
+
+_LATEX_UNICODE = {"±": r"$\pm$", "−": "$-$", "—": "---", "–": "--", "×": r"$\times$",
+                  "→": r"$\to$", "≤": r"$\leq$", "≥": r"$\geq$"}
+
+
+def _latex_unicode(text: str) -> str:
+    """The few non-ASCII symbols of the tables as plain LaTeX (pdflatex-safe)."""
+    for k, v in _LATEX_UNICODE.items():
+        text = text.replace(k, v)
+    return text
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[dict]:
+    """:func:`write_table` for each of :func:`build_tables`' tables; returns the manifest
+    entries (``name``, ``title``, ``note``, ``omitted``, ``files``)."""
+    entries = []
+    for name, t in tables.items():
+        files = write_table(t, out_dir, name)
+        entries.append({"name": name, "title": t.attrs.get("title", name),
+                        "note": t.attrs.get("note", ""), "omitted": t.attrs.get("omitted", []),
+                        "files": files})
+    return entries
+
+
+def _rel(paths: Iterable[Path], root: Path) -> list[str]:
+    return [Path(p).resolve().relative_to(root.resolve()).as_posix() for p in paths]
+
+
+def manifest(out_dir: str | Path, df: pd.DataFrame, *, tables: list[dict],
+             figures: list[dict], skipped: Sequence[Path] = (),
+             results_dir: str | Path | None = None, sentences: Sequence[str] = (),
+             extra: dict | None = None) -> dict:
+    """The aggregate.json manifest: tables and figures (``name``, ``title``/``caption``,
+    ``files`` relative to ``out_dir``), what was aggregated and what was skipped."""
+    out_dir = Path(out_dir)
+    summary = run_summary(df)
+    rel = (lambda p: Path(p).resolve().relative_to(Path(results_dir).resolve()).as_posix()) \
+        if results_dir is not None else str
+    return {
+        "results_dir": str(results_dir) if results_dir is not None else None,
+        "tables": [{**t, "files": _rel(t["files"], out_dir)} for t in tables],
+        "figures": [{**f, "files": _rel(f["files"], out_dir)} for f in figures],
+        **summary,
+        "skipped_incomplete": len(skipped),
+        "skipped_runs": [rel(p) for p in skipped],
+        "epoch0_sentences": list(sentences),
+        **(extra or {}),
+    }
+
+
+def write_manifest(out_dir: str | Path, data: dict) -> Path:
+    path = Path(out_dir) / "aggregate.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def aggregate(results_dir: str | Path, out_dir: str | Path,
+              reported_path: str | Path | None = None, table4_epoch: int = 2,
+              table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS) -> dict:
+    """Everything 05_aggregate.ipynb does, without the notebook: read the complete runs,
+    write Tables 1–4 into ``out_dir/tables``, Figures 1–5 into ``out_dir/figures``, the
+    paired comparison into ``out_dir/comparison.csv`` and ``out_dir/aggregate.json``.
+    Returns the manifest."""
+    from . import figures as figs
+
+    out_dir = Path(out_dir)
+    df = load_metrics(results_dir)
+    skipped = incomplete_runs(results_dir)
+    reported = load_reported(reported_path)
+    comp = paired_comparison(df)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    comp.to_csv(out_dir / "comparison.csv", index=False)
+    tables = write_tables(build_tables(df, comp, reported, table4_epoch=table4_epoch,
+                                       table3_pairs=table3_pairs), out_dir / "tables")
+    figures = figs.write_figures(figs.build_figures(df, comp, reported), out_dir / "figures")
+    data = manifest(out_dir, df, tables=tables, figures=figures, skipped=skipped,
+                    results_dir=results_dir, sentences=epoch0_gap_sentences(df),
+                    extra={"comparison": "comparison.csv"})
+    write_manifest(out_dir, data)
+    return data

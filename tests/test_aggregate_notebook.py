@@ -1,0 +1,104 @@
+"""05_aggregate.ipynb executes through papermill on synthetic results and writes the
+manifest; it stays thin."""
+
+import json
+import re
+
+import nbformat
+import pandas as pd
+import pytest
+from test_stats import write_synthetic_results
+
+from rkdo_core.notebooks import NOTEBOOK_DIR, execute_notebook, notebook_parameters
+from rkdo_core.tables import TABLE_NAMES
+
+NOTEBOOK = NOTEBOOK_DIR / "05_aggregate.ipynb"
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("agg")
+    results = root / "results"
+    rows = write_synthetic_results(results, datasets=("cifar10", "digits"), seeds=(1, 2, 3),
+                                   epochs=(0, 1, 2))
+    out_dir = results / "aggregate"
+    path = execute_notebook(NOTEBOOK, root / "05_aggregate.ipynb",
+                            {"results_dir": str(results), "out_dir": str(out_dir),
+                             "table3_pairs": [[1, 2], [1, 5]]}, cwd=root)
+    return nbformat.read(path, as_version=4), out_dir, rows
+
+
+def _text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out["text"])
+            elif "data" in out:
+                parts.append(out["data"].get("text/markdown", ""))
+                parts.append(out["data"].get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def test_notebook_runs_without_errors(executed):
+    nb = executed[0]
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors[0]["ename"] + ": " + errors[0]["evalue"]
+
+
+def test_manifest_lists_existing_files(executed):
+    _, out_dir, rows = executed
+    m = json.loads((out_dir / "aggregate.json").read_text())
+    assert m["n_runs"] == 2 * 2 * 3 and m["seeds"] == [1, 2, 3]
+    assert m["datasets"] == ["cifar10", "digits"] and m["epochs"] == [0, 1, 2]
+    assert m["skipped_incomplete"] == 1 and m["skipped_runs"] == ["cifar10/paper/rkdo/seed_999"]
+    assert [t["name"] for t in m["tables"]] == list(TABLE_NAMES.values())
+    assert [f["name"] for f in m["figures"]] == [
+        "fig1_loss_improvement_by_dataset", "fig2_loss_improvement_by_budget",
+        "fig3_rkdo2_vs_icon5", "fig4_early_learning", "fig5_loss_vs_training_length"]
+    for entry in m["tables"]:
+        assert entry["title"] and [f.rsplit(".", 1)[1] for f in entry["files"]] == [
+            "csv", "md", "tex"]
+    for entry in m["figures"]:
+        assert "seeds (1, 2, 3)" in entry["caption"] and "device: cpu" in entry["caption"]
+        assert [f.rsplit(".", 1)[1] for f in entry["files"]] == ["png", "pdf"]
+    for entry in m["tables"] + m["figures"]:
+        for f in entry["files"]:
+            assert not f.startswith("/") and (out_dir / f).stat().st_size > 0, f
+    # Values come from the files: Table 1's CIFAR-10 epoch-2 RKDO mean, complete runs only.
+    t1 = pd.read_csv(out_dir / "tables" / f"{TABLE_NAMES['table1']}.csv")
+    expected = rows[(rows.dataset == "cifar10") & (rows.method == "rkdo")
+                    & (rows.epoch == 2)].train_loss.mean()
+    assert t1[(t1.dataset == "cifar10") & (t1.epochs == 2)].rkdo_mean.iloc[0] == pytest.approx(
+        expected)
+    # The (1, 5) pair has no I-Con at 5 epochs: omitted with its reason, (1, 2) kept.
+    t3 = next(t for t in m["tables"] if t["name"] == TABLE_NAMES["table3"])
+    assert len(t3["omitted"]) == 2 and "I-Con at 5 epochs not in the results" in t3["note"]
+    assert len(pd.read_csv(out_dir / "tables" / f"{TABLE_NAMES['table3']}.csv")) == 2
+
+
+def test_notebook_prints_counts_sentences_and_captions(executed):
+    nb, _, _ = executed
+    text = _text(nb)
+    assert "12 complete runs below" in text
+    assert "skipped 1 incomplete run(s) (no run_complete.json)" in text
+    assert text.count("the untrained encoder already shows") == 2
+    assert "Table 1. Final training loss" in text and "Figure 5." in text
+    assert sum("image/png" in o.get("data", {}) for c in nb.cells
+               for o in c.get("outputs", [])) == 5
+
+
+def test_notebook_is_thin_and_committed_clean():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert tagged[0].source == (
+        'results_dir = "results/smoke"\nout_dir = "results/smoke/aggregate"\n'
+        "reported_path = None\ntable4_epoch = 2\ntable3_pairs = [[1, 5], [2, 5]]")
+    assert set(notebook_parameters(NOTEBOOK)) == {
+        "results_dir", "out_dir", "reported_path", "table4_epoch", "table3_pairs"}
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "class " not in code and not re.search(r"^\s*def\s", code, re.M)
+    assert "from rkdo_core." in code
+    assert all(not c.get("outputs") and c.get("execution_count") is None
+               for c in nb.cells if c.cell_type == "code")
