@@ -173,7 +173,7 @@ def _grouped_improvement(df, comp, reported, protocol, by_dataset: bool):
     epochs = sorted(int(e) for e in c.epoch.unique())
     groups, hues = (datasets, epochs) if by_dataset else (epochs, datasets)
     pal = _palette(len(hues))
-    fig = Figure(figsize=(max(6.0, 1.6 * len(groups) + 2), 4.4), layout="constrained")
+    fig = Figure(figsize=(max(8.5, 1.6 * len(groups) + 2), 4.4), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / max(len(hues), 1)
     rep = {}

@@ -28,9 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import GridSpec, RunConfig
-from .runio import git_state, read_json, write_json_atomic
+from .runio import git_state, write_json_atomic
 
-RUN_COMPLETE = "run_complete.json"
+# the completion rule lives with the aggregation (which must not import torch to apply it)
+from .stats import RUN_COMPLETE, is_complete
+
+__all__ = ["RUN_COMPLETE", "is_complete", "run_grid", "run_one", "run_dir_for"]
+
 RUN_FAILED = "run_failed.json"
 TRAIN_NOTEBOOK = "01_train.ipynb"
 EVALUATE_NOTEBOOK = "02_evaluate.ipynb"
@@ -57,19 +61,6 @@ def notebook_params(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     return {"run_dir": str(run_dir), "preset": cfg.protocol, "dataset": cfg.dataset,
             "method": cfg.method, "seed": cfg.seed, "epochs": list(cfg.epochs),
             "overrides": overrides}
-
-
-def is_complete(run_dir: str | Path) -> bool:
-    """The grid finished this run: every file exists (``run_complete.json`` is written last
-    and lists them; a listed file that has gone missing makes the run incomplete again)."""
-    marker = Path(run_dir) / RUN_COMPLETE
-    if not marker.exists():
-        return False
-    try:
-        files = read_json(marker).get("files", [])
-    except ValueError:
-        return False
-    return all((Path(run_dir) / f).exists() for f in files)
 
 
 def expected_files(cfg: RunConfig) -> list[str]:
@@ -220,3 +211,22 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
     order = {run_label(c): i for i, c in enumerate(configs)}
     report.outcomes.sort(key=lambda o: order[o.label])
     return report
+
+
+def step_accounting(results_dir: str | Path) -> dict[str, int]:
+    """Optimizer steps the complete runs below ``results_dir`` ran (one training per run to
+    its largest budget), against what training a separate model per budget — the
+    reference notebook's way — would have needed for the same budgets. From the runs'
+    ``train_complete.json`` files."""
+    from .runio import read_json
+    from .train import TRAIN_COMPLETE
+
+    runs = ran = separate = 0
+    for marker in sorted(Path(results_dir).rglob(RUN_COMPLETE)):
+        if not is_complete(marker.parent):
+            continue
+        steps = [b["steps"] for b in read_json(marker.parent / TRAIN_COMPLETE)["budgets"]]
+        runs += 1
+        ran += max(steps)
+        separate += sum(steps)
+    return {"runs": runs, "steps_run": ran, "steps_separate_runs": separate}

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .grid import GRID_RECORD, RUN_COMPLETE, RUN_FAILED, is_complete
+from .grid import GRID_RECORD, RUN_COMPLETE, RUN_FAILED, is_complete, step_accounting
 from .notebooks import execute_notebook, render_html
 from .runio import read_json
 
@@ -61,8 +61,11 @@ def aggregate_params(results_dir: Path) -> dict[str, Any]:
 def diagnostic_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first complete seed of every dataset × protocol × method."""
     chosen: dict[tuple, dict] = {}
+    def seed_key(r):  # numeric seeds in order (42 before 101), odd folder names last
+        return (0, r["seed"], "") if isinstance(r["seed"], int) else (1, 0, str(r["seed"]))
+
     for r in sorted(runs, key=lambda r: (r["dataset"], r["protocol"], r["method"],
-                                         str(r["seed"]))):
+                                         seed_key(r))):
         key = (r["dataset"], r["protocol"], r["method"])
         if r["status"] == "complete" and key not in chosen:
             chosen[key] = r
@@ -169,7 +172,14 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
         parts += [f"<li>{_link(results_dir, t, 'convergence theory (03)')}</li>"
                   for t in theory]
         parts.append("</ul>")
-    parts.append("<h2>Runs</h2><table><tr><th>dataset</th><th>protocol</th><th>method</th>"
+    acc = step_accounting(results_dir)
+    if acc["runs"]:
+        parts.append(f"<h2>Runs</h2><p>The {acc['runs']} complete runs ran "
+                     f"{acc['steps_run']:,} optimizer steps: each trained once to its largest "
+                     f"budget, the smaller budgets being its checkpoints. Training a separate "
+                     f"model per budget (the reference notebook's way) would have needed "
+                     f"{acc['steps_separate_runs']:,}.</p>")
+    parts.append("<table><tr><th>dataset</th><th>protocol</th><th>method</th>"
                  "<th>seed</th><th>status</th><th>notebooks</th></tr>")
     for r in runs:
         nbs = " · ".join(_link(results_dir, r["dir"] / f"{n}.html", n)

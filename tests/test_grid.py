@@ -24,6 +24,7 @@ from rkdo_core.grid import (
     is_complete,
     run_dir_for,
     run_grid,
+    step_accounting,
 )
 
 PARAMS = Path(__file__).resolve().parent.parent / "params"
@@ -183,6 +184,10 @@ def test_aggregate_writes_every_artifact_and_index_links_resolve(aggregated):
         assert (aggregated / target).exists(), target
     text = (aggregated / "index.html").read_text()
     assert "6 runs: 6 complete" in text
+    # 6 runs × 2 steps × 2 epochs, against 6 × (2 + 4) for one model per budget
+    assert step_accounting(aggregated) == {"runs": 6, "steps_run": 24,
+                                           "steps_separate_runs": 36}
+    assert "ran 24 optimizer steps" in text and "needed 36" in text
 
 
 def test_captions_state_what_was_run(aggregated):
