@@ -78,20 +78,16 @@ def execute_notebook(name_or_path: str | Path, output_path: str | Path,
         str(src), str(out), parameters=parameters,
         kernel_name=kernel_name or default_kernel(),
         progress_bar=False, log_output=False,
-        cwd=str(cwd) if cwd is not None else None, **_kernel_transport())
+        cwd=str(cwd) if cwd is not None else None,
+        extra_arguments=KERNEL_ARGUMENTS)
     return out
 
 
-def _kernel_transport() -> dict[str, Any]:
-    """Local kernels talk over Unix sockets where there are some: over TCP every kernel
-    prints an "unencrypted TCP" warning to the grid's terminal, once per notebook."""
-    import os
-
-    if os.name != "posix":
-        return {}
-    from traitlets.config import Config
-
-    return {"config": Config({"KernelManager": {"transport": "ipc"}})}
+#: kernels log only errors: at warning level every kernel prints an "unencrypted TCP" notice
+#: to the grid's terminal, once per notebook. (IPC transport would avoid the notice, but
+#: jupyter_client names its sockets kernel-ipc-N in the kernel's working folder, so
+#: concurrent kernels of one grid collided: "Invalid Signature" errors.)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def render_html(ipynb_path: str | Path) -> Path:

@@ -120,6 +120,16 @@ figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:
 .failed{color:#b00}.incomplete{color:#a60}pre{background:#f6f6f6;padding:.6em;overflow:auto}"""
 
 
+def _markdown_html(text: str) -> str:
+    """A Markdown table as HTML, through mistune (nbconvert's own Markdown renderer)."""
+    try:
+        import mistune
+
+        return mistune.create_markdown(escape=True, plugins=["table"])(text)
+    except (ImportError, AttributeError, TypeError):  # another mistune major version
+        return f"<pre>{html.escape(text)}</pre>"
+
+
 def _link(results_dir: Path, path: Path, text: str) -> str:
     if not path.exists():
         return html.escape(text) + " (missing)"
@@ -153,7 +163,7 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
                      + " · ".join(_link(results_dir, f, f.suffix[1:]) for f in files) + "</p>")
         md = [f for f in files if f.suffix == ".md" and f.exists()]
         if md:
-            parts.append(f"<pre>{esc(md[0].read_text())}</pre>")
+            parts.append(_markdown_html(md[0].read_text()))
     parts.append("<h2>Figures</h2>")
     for fig in manifest.get("figures", []):
         files = [results_dir / f for f in fig.get("files", [])]

@@ -65,6 +65,8 @@ def test_every_run_complete_with_its_files(smoke):
         # the grid ran 2 workers on this machine's cores: one thread each (or more cores/2)
         assert json.loads((run / "config.json").read_text())["config"]["threads"] >= 1
     assert not list(smoke.rglob(".partial-*"))
+    # concurrent kernels over IPC sockets once collided in the run folders
+    assert not list(smoke.rglob("kernel-ipc*"))
     assert not list(smoke.rglob(RUN_FAILED))
 
 
@@ -136,7 +138,7 @@ def test_aggregate_tables_match_a_recomputation(aggregated):
         t = pd.read_csv(csv)
         t = t[t["dataset"] == "digits"]
         for epoch in (0, 1, 2):
-            row = t[t["epoch"] == epoch]
+            row = t[t["epochs"] == epoch]
             assert len(row) == 1, (csv.name, epoch)
             row = row.iloc[0]
             wide = df[df.epoch == epoch].pivot(index="seed", columns="method", values=metric)
