@@ -225,7 +225,10 @@ def step_accounting(results_dir: str | Path) -> dict[str, int]:
     for marker in sorted(Path(results_dir).rglob(RUN_COMPLETE)):
         if not is_complete(marker.parent):
             continue
-        steps = [b["steps"] for b in read_json(marker.parent / TRAIN_COMPLETE)["budgets"]]
+        budgets = read_json(marker.parent / TRAIN_COMPLETE).get("budgets", [])
+        steps = [b["steps"] for b in budgets]
+        if not steps:
+            continue
         runs += 1
         ran += max(steps)
         separate += sum(steps)

@@ -83,11 +83,14 @@ def execute_notebook(name_or_path: str | Path, output_path: str | Path,
     return out
 
 
-#: kernels log only errors: at warning level every kernel prints an "unencrypted TCP" notice
-#: to the grid's terminal, once per notebook. (IPC transport would avoid the notice, but
+#: kernels' own log is silenced: at warning level every kernel prints an "unencrypted TCP"
+#: notice to the grid's terminal, and jupyter_client interrupts a kernel when shutting it
+#: down, which it logs as "KeyboardInterrupt caught in kernel" at error level. Errors of the
+#: notebook itself are in the executed notebook (papermill raises on them); a kernel that
+#: dies is reported by papermill as such. (IPC transport would avoid the TCP notice, but
 #: jupyter_client names its sockets kernel-ipc-N in the kernel's working folder, so
 #: concurrent kernels of one grid collided: "Invalid Signature" errors.)
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def render_html(ipynb_path: str | Path) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 from .grid import GRID_RECORD, RUN_COMPLETE, RUN_FAILED, is_complete, step_accounting
 from .notebooks import execute_notebook, render_html
 from .runio import read_json
+from .stats import run_folders
 
 AGGREGATE_NOTEBOOK = "05_aggregate.ipynb"
 DIAGNOSTICS_NOTEBOOK = "04_figures.ipynb"
@@ -26,16 +27,10 @@ MANIFEST = "aggregate.json"
 
 
 def find_runs(results_dir: Path) -> list[dict[str, Any]]:
-    """Every run folder below ``results_dir`` (those with a config.json, a train notebook or
-    a grid marker), with its status: complete, failed, or incomplete."""
-    runs = {}
-    for marker in ("config.json", "01_train.ipynb", RUN_FAILED, RUN_COMPLETE):
-        for p in results_dir.rglob(marker):
-            run = p.parent
-            if run.name.startswith("seed_"):
-                runs[run] = None
+    """Every run folder below ``results_dir`` (:func:`stats.run_folders`) with its status:
+    complete, failed, or incomplete."""
     out = []
-    for run in sorted(runs):
+    for run in run_folders(results_dir):
         rel = run.relative_to(results_dir)
         parts = rel.parts  # dataset/protocol/method/seed_N
         status = ("complete" if is_complete(run) else
@@ -183,8 +178,9 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
                   for t in theory]
         parts.append("</ul>")
     acc = step_accounting(results_dir)
+    parts.append("<h2>Runs</h2>")
     if acc["runs"]:
-        parts.append(f"<h2>Runs</h2><p>The {acc['runs']} complete runs ran "
+        parts.append(f"<p>The {acc['runs']} complete runs ran "
                      f"{acc['steps_run']:,} optimizer steps: each trained once to its largest "
                      f"budget, the smaller budgets being its checkpoints. Training a separate "
                      f"model per budget (the reference notebook's way) would have needed "

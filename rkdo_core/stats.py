@@ -91,17 +91,22 @@ def load_metrics(results_dir: str | Path, *, complete_only: bool = True) -> pd.D
     return pd.DataFrame(rows)
 
 
-def incomplete_runs(results_dir: str | Path) -> list[Path]:
-    """Run folders below ``results_dir`` with metrics, or ``seed_*`` folders with training
-    or grid files, that are not complete (:func:`is_complete`) — what :func:`load_metrics`
-    skips by default. Sorted."""
+def run_folders(results_dir: str | Path) -> list[Path]:
+    """Every run folder below ``results_dir``, complete or not: folders with metrics, and
+    ``seed_*`` folders with training or grid files. Sorted."""
     root = Path(results_dir)
     if not root.is_dir():
         return []
     candidates = {f.parent.parent for f in _metrics_files(root)}
-    for marker in _RUN_MARKERS:
+    for marker in (*_RUN_MARKERS, RUN_COMPLETE):
         candidates |= {f.parent for f in root.rglob(marker) if f.parent.name.startswith("seed_")}
-    return sorted(d for d in candidates if not is_complete(d))
+    return sorted(candidates)
+
+
+def incomplete_runs(results_dir: str | Path) -> list[Path]:
+    """The :func:`run_folders` that are not complete (:func:`is_complete`) — what
+    :func:`load_metrics` skips by default. Sorted."""
+    return [d for d in run_folders(results_dir) if not is_complete(d)]
 
 
 def improvement_pct(rkdo: float, icon: float, lower_is_better: bool) -> float:
