@@ -134,8 +134,8 @@ def cmd_grid(args) -> int:
     if report.failed:
         print(f"rkdo: {len(report.failed)} run(s) failed:", file=sys.stderr)
         for o in report.failed:
-            print(f"  {o.label}: {o.error}\n    executed notebook: {o.notebook}",
-                  file=sys.stderr)
+            where = f"\n    executed notebook: {o.notebook}" if o.notebook else ""
+            print(f"  {o.label}: {o.error}{where}", file=sys.stderr)
         return 1
     print(f"next: rkdo aggregate {out}")
     return 0

@@ -113,6 +113,16 @@ def _execute(name: str, run_dir: Path, params: dict[str, Any], kernel: str | Non
     return final
 
 
+#: a run whose kernel dies or does not start (not a failing cell) is tried this many times:
+#: kernels started concurrently can lose a race for a TCP port, which says nothing about
+#: the run. A failing cell is never retried (it would fail the same way).
+KERNEL_ATTEMPTS = 2
+
+
+class _MissingFiles(RuntimeError):
+    pass
+
+
 def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunOutcome:
     """Train + evaluate one run through its notebooks; never raises for a failing run."""
     from papermill.exceptions import PapermillExecutionError
@@ -121,26 +131,35 @@ def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunO
     t0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_COMPLETE).unlink(missing_ok=True)
-    nb = run_dir / TRAIN_NOTEBOOK
-    try:
-        _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel)
-        nb = run_dir / EVALUATE_NOTEBOOK
-        _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, kernel)
-        missing = [f for f in expected_files(cfg) if not (run_dir / f).exists()]
-        if missing:
-            raise RuntimeError(f"the notebooks ran but these files are missing: {missing}")
-    except PapermillExecutionError as e:
-        return _failed(label, run_dir, t0, f"{e.ename}: {e.evalue} (cell {e.exec_count})", nb)
-    except Exception as e:  # dead kernel, disk full, …: this run fails, the grid goes on
-        msg = f"{type(e).__name__}: {e}"
-        return _failed(label, run_dir, t0, msg, nb if nb.exists() else None,
-                       tb=traceback.format_exc())
+    kernel_errors = []
+    for _attempt in range(KERNEL_ATTEMPTS):
+        nb = run_dir / TRAIN_NOTEBOOK
+        try:
+            _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel)
+            nb = run_dir / EVALUATE_NOTEBOOK
+            _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, kernel)
+            missing = [f for f in expected_files(cfg) if not (run_dir / f).exists()]
+            if missing:
+                raise _MissingFiles(f"the notebooks ran but these files are missing: {missing}")
+            break
+        except PapermillExecutionError as e:
+            return _failed(label, run_dir, t0, f"{e.ename}: {e.evalue} (cell {e.exec_count})",
+                           nb)
+        except _MissingFiles as e:
+            return _failed(label, run_dir, t0, str(e), nb)
+        except Exception as e:  # dead kernel, no kernel, disk full, …: maybe once more
+            kernel_errors.append((f"{type(e).__name__}: {e}", traceback.format_exc(), nb))
+    else:
+        msg, tb, nb = kernel_errors[-1]
+        if len(kernel_errors) > 1:
+            msg += f" ({len(kernel_errors)} attempts)"
+        return _failed(label, run_dir, t0, msg, nb if nb.exists() else None, tb=tb)
     seconds = time.perf_counter() - t0
     (run_dir / RUN_FAILED).unlink(missing_ok=True)
     write_json_atomic(run_dir / RUN_COMPLETE, {
         "run": label, "config": cfg.to_dict(), "files": expected_files(cfg),
         "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git": git_state()})
+        "kernel_errors_retried": [m for m, _, _ in kernel_errors], "git": git_state()})
     return RunOutcome(label, run_dir, "complete", seconds)
 
 
@@ -152,6 +171,20 @@ def _failed(label: str, run_dir: Path, t0: float, error: str, notebook: Path | N
         "traceback": tb, "seconds": round(seconds, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return RunOutcome(label, run_dir, "failed", seconds, error, notebook)
+
+
+def _config_change(run_dir: Path, cfg: RunConfig) -> str | None:
+    """None when the complete run in ``run_dir`` was made with ``cfg`` (up to data_root and
+    threads, see train.same_run_config), else the differing fields as 'field old -> new'."""
+    from .runio import read_json
+    from .train import TRAIN_COMPLETE, same_run_config
+
+    old = read_json(run_dir / TRAIN_COMPLETE).get("config", {})
+    if same_run_config(old, cfg.to_dict()):
+        return None
+    new = cfg.to_dict()
+    return ", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in sorted(new)
+                     if k not in ("data_root", "threads") and old.get(k) != new[k]) or "?"
 
 
 def default_threads(workers: int) -> int:
@@ -184,10 +217,17 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
     todo = []
     for cfg in configs:
         run_dir = run_dir_for(out, cfg).resolve()
-        if is_complete(run_dir):
-            report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "skipped"))
-        else:
+        if not is_complete(run_dir):
             todo.append((cfg, run_dir))
+            continue
+        differs = _config_change(run_dir, cfg)
+        if differs:  # never reuse nor overwrite a finished run made with other settings
+            report.outcomes.append(RunOutcome(
+                run_label(cfg), run_dir, "failed", error=(
+                    f"holds a complete run with a different config ({differs}); use "
+                    "another --out, or delete the run folder to redo it"), notebook=None))
+        else:
+            report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "skipped"))
     t0 = time.perf_counter()
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="runs", unit="run",
                disable=not progress, dynamic_ncols=True)

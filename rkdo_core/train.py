@@ -104,7 +104,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     out = Path(out_dir)
     if is_trained(out) and not force:
         done = read_json(out / TRAIN_COMPLETE)
-        if _same_run(done.get("config", {}), config.to_dict()):
+        if same_run_config(done.get("config", {}), config.to_dict()):
             return done
         raise ConfigError("out_dir", str(out),
                           "holds a complete run with a different config; choose another "
@@ -385,7 +385,7 @@ def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
     return float(torch.stack(values).mean())
 
 
-def _same_run(a: dict, b: dict) -> bool:
+def same_run_config(a: dict, b: dict) -> bool:
     """Configs equal up to where the data lives (the same files may be mounted elsewhere)
     and how many CPU threads ran it (a grid picks threads from its worker count, so a
     resumed grid with other --workers must still find its runs). Fields a config predates

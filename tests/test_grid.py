@@ -105,6 +105,19 @@ def test_second_invocation_trains_nothing(smoke, capsys):
     assert _mtimes(smoke) == before
 
 
+def test_complete_runs_with_another_config_are_neither_reused_nor_touched(smoke, capsys):
+    before = _mtimes(smoke)
+    report = run_grid(SMOKE, smoke, workers=2, progress=False, override={"lr": 0.002})
+    assert report.count("failed") == len(SMOKE.configs())
+    assert all("lr 0.001 -> 0.002" in o.error for o in report.failed)
+    assert _mtimes(smoke) == before and not list(smoke.rglob(RUN_FAILED))
+    # threads and data_root are not part of what a run *is*: a resumed grid with other
+    # --workers or another mount point of the data still finds its runs
+    report = run_grid(SMOKE, smoke, workers=1, progress=False,
+                      override={"threads": 2, "data_root": str(smoke)})
+    assert report.count("skipped") == len(SMOKE.configs())
+
+
 def test_a_run_missing_a_file_is_redone_without_retraining(smoke):
     cfg = SMOKE.configs()[1]
     run = run_dir_for(smoke, cfg)

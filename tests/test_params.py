@@ -130,3 +130,77 @@ def test_cli_bad_params_exit_2(tmp_path, capsys):
     assert main(["grid", str(PARAMS / "smoke.yaml"), "--workers", "0",
                  "--out", str(tmp_path / "r")]) == 2
     assert "workers" in capsys.readouterr().err
+
+
+# ---- run_one's failure handling, with a fake notebook executor (no kernels) ---------------
+
+def _fake_executor(cfg, fail_first=None, cell_error=False):
+    """Stands in for grid._execute: writes the files the notebooks would write."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from rkdo_core.grid import expected_files
+
+    calls = []
+
+    def execute(name, run_dir, params, kernel):
+        calls.append(name)
+        if fail_first is not None and len(calls) == 1:
+            raise fail_first
+        if cell_error:
+            (run_dir / name).write_text("{}")
+            raise PapermillExecutionError(2, 2, "source", "ConfigError", "bad value", [])
+        for f in expected_files(cfg):
+            (run_dir / f).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / f).write_text("{}")
+        return run_dir / name
+
+    return execute, calls
+
+
+def test_run_one_retries_a_dead_kernel_once(tmp_path, monkeypatch):
+    import rkdo_core.grid as grid
+
+    cfg = load_params(PARAMS / "smoke.yaml").configs()[0]
+    execute, calls = _fake_executor(cfg, fail_first=RuntimeError("Kernel died before replying"))
+    monkeypatch.setattr(grid, "_execute", execute)
+    outcome = grid.run_one(cfg, tmp_path)
+    assert outcome.status == "complete" and grid.is_complete(tmp_path)
+    assert calls == ["01_train.ipynb", "01_train.ipynb", "02_evaluate.ipynb"]
+    import json
+
+    done = json.loads((tmp_path / "run_complete.json").read_text())
+    assert done["kernel_errors_retried"] == ["RuntimeError: Kernel died before replying"]
+
+
+def test_run_one_never_retries_a_failing_cell(tmp_path, monkeypatch):
+    import json
+
+    import rkdo_core.grid as grid
+
+    cfg = load_params(PARAMS / "smoke.yaml").configs()[0]
+    execute, calls = _fake_executor(cfg, cell_error=True)
+    monkeypatch.setattr(grid, "_execute", execute)
+    outcome = grid.run_one(cfg, tmp_path)
+    assert outcome.status == "failed" and calls == ["01_train.ipynb"]
+    assert outcome.error == "ConfigError: bad value (cell 2)"
+    assert outcome.notebook == tmp_path / "01_train.ipynb"
+    assert not grid.is_complete(tmp_path)
+    assert json.loads((tmp_path / "run_failed.json").read_text())["error"] == outcome.error
+
+
+def test_run_one_gives_up_after_two_dead_kernels(tmp_path, monkeypatch):
+    import rkdo_core.grid as grid
+
+    cfg = load_params(PARAMS / "smoke.yaml").configs()[0]
+    calls = []
+
+    def execute(name, run_dir, params, kernel):
+        calls.append(name)
+        raise TimeoutError("kernel did not start")
+
+    monkeypatch.setattr(grid, "_execute", execute)
+    outcome = grid.run_one(cfg, tmp_path)
+    assert outcome.status == "failed" and len(calls) == grid.KERNEL_ATTEMPTS
+    assert outcome.error == "TimeoutError: kernel did not start (2 attempts)"
+    assert outcome.notebook is None  # no notebook was written
+    assert not (tmp_path / "run_complete.json").exists()
