@@ -28,6 +28,7 @@ reproduce: $(STAMP)
 	$(VENV)/bin/rkdo aggregate $(RESULTS)
 	mkdir -p figures
 	cp $(RESULTS)/figures/*.png $(RESULTS)/figures/*.pdf figures/
+	@echo "done: open $(RESULTS)/index.html (tables, figures, every executed notebook)"
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks

@@ -116,7 +116,7 @@ def _set_value(text: str) -> tuple[str, object]:
 def cmd_grid(args) -> int:
     """Expand a params file and run every incomplete run through the notebooks."""
     from .config import load_params
-    from .grid import run_grid
+    from .grid import run_grid, run_label
 
     spec = load_params(args.params)
     override = dict(_set_value(s) for s in args.set)
@@ -127,6 +127,17 @@ def cmd_grid(args) -> int:
     print(f"grid {spec.source}: {len(spec.datasets)} dataset(s) × {len(spec.methods)} "
           f"method(s) × {len(spec.seeds)} seed(s) = {n} runs, budgets {list(spec.epochs)} "
           f"({spec.preset} protocol) -> {out}", flush=True)
+    if args.dry_run:
+        from .grid import plan_grid
+
+        plan = plan_grid(spec.configs(**override), out)
+        for cfg, _run_dir, state, detail in plan:
+            print(f"  {state:<13} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
+        states = [p[2] for p in plan]
+        counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+        print(f"{n} runs: {counts}; would run the pending and failed ones and refuse those "
+              f"with another config; nothing was started (--dry-run)")
+        return 0
     report = run_grid(spec, out, workers=args.workers, override=override,
                       progress=not args.no_progress)
     print(f"{n} runs: {report.count('complete')} completed now, {report.count('skipped')} "
@@ -218,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $RKDO_DATA_ROOT or ~/.cache/rkdo/data)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="set a RunConfig field for every run (repeatable), e.g. device=cuda")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list every run and whether it is complete, then stop")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_grid)
 

@@ -187,6 +187,32 @@ def _config_change(run_dir: Path, cfg: RunConfig) -> str | None:
                      if k not in ("data_root", "threads") and old.get(k) != new[k]) or "?"
 
 
+def plan_grid(configs: list[RunConfig], out: str | Path
+              ) -> list[tuple[RunConfig, Path, str, str]]:
+    """(config, run folder, state, detail) per run, without running anything. States:
+    ``complete`` (skipped), ``other config`` (complete, but made with other settings:
+    refused), ``failed before`` (has run_failed.json: tried again), ``pending``."""
+    plan = []
+    for cfg in configs:
+        run_dir = run_dir_for(out, cfg).resolve()
+        if is_complete(run_dir):
+            differs = _config_change(run_dir, cfg)
+            if differs:
+                plan.append((cfg, run_dir, "other config",
+                             f"holds a complete run with a different config ({differs}); "
+                             "use another --out, or delete the run folder to redo it"))
+            else:
+                plan.append((cfg, run_dir, "complete", ""))
+        elif (run_dir / RUN_FAILED).exists():
+            from .runio import read_json
+
+            plan.append((cfg, run_dir, "failed before",
+                         str(read_json(run_dir / RUN_FAILED).get("error"))))
+        else:
+            plan.append((cfg, run_dir, "pending", ""))
+    return plan
+
+
 def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
@@ -215,17 +241,12 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
                                           "workers": workers})
     report = GridReport(out)
     todo = []
-    for cfg in configs:
-        run_dir = run_dir_for(out, cfg).resolve()
-        if not is_complete(run_dir):
+    for cfg, run_dir, state, detail in plan_grid(configs, out):
+        if state in ("pending", "failed before"):
             todo.append((cfg, run_dir))
-            continue
-        differs = _config_change(run_dir, cfg)
-        if differs:  # never reuse nor overwrite a finished run made with other settings
-            report.outcomes.append(RunOutcome(
-                run_label(cfg), run_dir, "failed", error=(
-                    f"holds a complete run with a different config ({differs}); use "
-                    "another --out, or delete the run folder to redo it"), notebook=None))
+        elif state == "other config":  # never reuse nor overwrite a finished run
+            report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "failed",
+                                              error=detail, notebook=None))
         else:
             report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "skipped"))
     t0 = time.perf_counter()

@@ -105,6 +105,22 @@ def test_second_invocation_trains_nothing(smoke, capsys):
     assert _mtimes(smoke) == before
 
 
+def test_dry_run_lists_states_and_starts_nothing(smoke, tmp_path, capsys):
+    before = _mtimes(smoke)
+    assert main(["grid", str(PARAMS / "smoke.yaml"), "--out", str(smoke), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  complete ") == 6 and "6 runs: 6 complete;" in out
+    assert main(["grid", str(PARAMS / "smoke.yaml"), "--out", str(smoke), "--dry-run",
+                 "--set", "alpha=0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs: 6 other config;" in out  # the config record differs for I-Con too
+    assert "alpha 0.5 -> 0.3" in out
+    assert main(["grid", str(PARAMS / "smoke.yaml"), "--out", str(tmp_path / "new"),
+                 "--dry-run"]) == 0
+    assert "6 runs: 6 pending;" in capsys.readouterr().out
+    assert not (tmp_path / "new").exists() and _mtimes(smoke) == before
+
+
 def test_complete_runs_with_another_config_are_neither_reused_nor_touched(smoke, capsys):
     before = _mtimes(smoke)
     report = run_grid(SMOKE, smoke, workers=2, progress=False, override={"lr": 0.002})
