@@ -152,6 +152,15 @@ def cmd_grid(args) -> int:
     return 0
 
 
+def _notebook_failed(name: str, error, folder) -> int:
+    """One line for a failed notebook execution (papermill's error), naming the saved
+    notebook that shows it; exit status 1."""
+    print(f"rkdo: error: {name} failed in cell {error.exec_count} ({error.ename}: "
+          f"{error.evalue}); the executed notebook with the error is {Path(folder) / name}",
+          file=sys.stderr)
+    return 1
+
+
 def cmd_aggregate(args) -> int:
     """Execute 05_aggregate over a results folder, render every notebook, write index.html."""
     from papermill.exceptions import PapermillExecutionError
@@ -162,10 +171,7 @@ def cmd_aggregate(args) -> int:
         index = aggregate(args.results_dir, diagnostics=not args.no_diagnostics,
                           progress=not args.no_progress)
     except PapermillExecutionError as e:
-        print(f"rkdo: error: {AGGREGATE_NOTEBOOK} failed in cell {e.exec_count} "
-              f"({e.ename}: {e.evalue}); the executed notebook with the error is "
-              f"{Path(args.results_dir) / AGGREGATE_NOTEBOOK}", file=sys.stderr)
-        return 1
+        return _notebook_failed(AGGREGATE_NOTEBOOK, e, args.results_dir)
     print(f"written: {index}")
     return 0
 
@@ -194,10 +200,7 @@ def cmd_theory(args) -> int:
     except ValueError as e:  # unknown parameter name: nothing was executed
         raise NotebookParamError(str(e)) from None
     except PapermillExecutionError as e:
-        print(f"rkdo: error: {THEORY_NOTEBOOK} failed in cell {e.exec_count} "
-              f"({e.ename}: {e.evalue}); the executed notebook with the error is "
-              f"{Path(args.out) / THEORY_NOTEBOOK}", file=sys.stderr)
-        return 1
+        return _notebook_failed(THEORY_NOTEBOOK, e, args.out)
     print(f"executed {out}\nrendered {out.with_suffix('.html')}")
     return 0
 

@@ -70,6 +70,16 @@ def close(fig: Figure) -> None:
     fig.clear()
 
 
+def _error_bars(ax, xs, hs, es) -> None:
+    """Black error bars of half-width ``es`` on bars at ``xs`` of height ``hs``, where finite
+    (one seed, or no paired test possible, gives NaN: no bar rather than a zero bar)."""
+    es = np.asarray(es, dtype=float)
+    ok = np.isfinite(es)
+    if ok.any():
+        ax.errorbar(np.asarray(xs)[ok], np.asarray(hs)[ok], yerr=es[ok], fmt="none",
+                    ecolor="k", elinewidth=1, capsize=3, zorder=4)
+
+
 def save_figure(fig: Figure, out_dir: str | Path, name: str, dpi: int = 150
                 ) -> tuple[Path, Path]:
     """Write ``name.png`` (``dpi``) and ``name.pdf`` into ``out_dir``; returns both paths."""
@@ -202,11 +212,7 @@ def _grouped_improvement(df, comp, reported, protocol, by_dataset: bool):
                       edgecolor="k" if by_dataset and h == 0 else None, linewidth=0.5)
         for patch, key in zip(bars.patches, keys):
             patch.set_gid(f"{key[0]}/{key[1]}")
-        es = np.asarray(es, dtype=float)
-        ok = np.isfinite(es)
-        if ok.any():
-            ax.errorbar(np.asarray(xs)[ok], np.asarray(hs)[ok], yerr=es[ok], fmt="none",
-                        ecolor="k", elinewidth=1, capsize=3, zorder=4)
+        _error_bars(ax, xs, hs, es)
         rx = [x for x, key in zip(xs, keys) if key in rep]
         ry = [rep[key] for key in keys if key in rep]
         if rx:
@@ -320,11 +326,7 @@ def fig3_rkdo_vs_icon(df: pd.DataFrame, reported: Reported | None = None,
                           label=f"{METHOD_LABELS[method]}, {epoch} epochs")
             for patch, d in zip(bars.patches, drawn):
                 patch.set_gid(f"{method}/{d}")
-            es = np.asarray(es, dtype=float)
-            ok = np.isfinite(es)
-            if ok.any():
-                ax.errorbar(np.asarray(xs)[ok], np.asarray(hs)[ok], yerr=es[ok], fmt="none",
-                            ecolor="k", capsize=3, elinewidth=1, zorder=4)
+            _error_bars(ax, xs, hs, es)
     for d in datasets:
         seeds, r, i = paired_values(sub, d, protocol, metric, rkdo_epoch, icon_epoch)
         if len(seeds) >= 2:

@@ -102,6 +102,27 @@ def _num(x: float, digits: int = 4, sign: bool = False) -> str:
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
+def _paired_display(sub: pd.DataFrame, diff_label: str) -> dict[str, list]:
+    """The display columns Tables 1, 2 and 4 share, from steps to the paper's numbers."""
+    return {
+        "Steps": [_steps(a, b) for a, b in zip(sub.steps_min, sub.steps_max)],
+        "n": sub.n_seeds.astype(str),
+        "RKDO": [_mean_std(m, s) for m, s in zip(sub.rkdo_mean, sub.rkdo_std)],
+        "I-Con": [_mean_std(m, s) for m, s in zip(sub.icon_mean, sub.icon_std)],
+        diff_label: [_pct(x) for x in sub.improvement_pct],
+        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+                                   zip(sub.diff_mean, sub.ci_low, sub.ci_high)],
+        "d_z": [_num(x, 2) for x in sub.effect_size],
+        "p": [format_p(x) for x in sub.p_value],
+        "p (Holm)": [format_p(x) for x in sub.p_holm],
+        "Paper RKDO": [_mean_std(m, s) for m, s in
+                       zip(sub.reported_rkdo_mean, sub.reported_rkdo_std)],
+        "Paper I-Con": [_mean_std(m, s) for m, s in
+                        zip(sub.reported_icon_mean, sub.reported_icon_std)],
+        f"Paper {diff_label.lower()}": [_pct(x) for x in sub.reported_pct],
+    }
+
+
 def _mean_std(mean: float, std: float, digits: int = 4) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return NO_COUNTERPART
@@ -205,21 +226,7 @@ def _comparison_table(comp: pd.DataFrame, metric: str, reported: Reported | None
         "Dataset": sub.dataset.map(dataset_label),
         "Protocol": sub.protocol,
         "Epochs": sub.epochs.astype(str),
-        "Steps": [_steps(a, b) for a, b in zip(sub.steps_min, sub.steps_max)],
-        "n": sub.n_seeds.astype(str),
-        "RKDO": [_mean_std(m, s) for m, s in zip(sub.rkdo_mean, sub.rkdo_std)],
-        "I-Con": [_mean_std(m, s) for m, s in zip(sub.icon_mean, sub.icon_std)],
-        paper_label: [_pct(x) for x in sub.improvement_pct],
-        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
-                                   zip(sub.diff_mean, sub.ci_low, sub.ci_high)],
-        "d_z": [_num(x, 2) for x in sub.effect_size],
-        "p": [format_p(x) for x in sub.p_value],
-        "p (Holm)": [format_p(x) for x in sub.p_holm],
-        "Paper RKDO": [_mean_std(m, s) for m, s in
-                       zip(sub.reported_rkdo_mean, sub.reported_rkdo_std)],
-        "Paper I-Con": [_mean_std(m, s) for m, s in
-                        zip(sub.reported_icon_mean, sub.reported_icon_std)],
-        f"Paper {paper_label.lower()}": [_pct(x) for x in sub.reported_pct],
+        **_paired_display(sub, paper_label),
     }
     note = _table_note(sub, metric, cols["no_counterpart_reason"])
     return _finish(sub[csv].copy(), csv, display, title, note, [])
@@ -435,21 +442,7 @@ def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2)
     display = {
         "Dataset": sub.dataset.map(dataset_label), "Protocol": sub.protocol,
         "Metric": sub.metric.map(METRIC_LABELS),
-        "Steps": [_steps(a, b) for a, b in zip(sub.steps_min, sub.steps_max)],
-        "n": sub.n_seeds.astype(str),
-        "RKDO": [_mean_std(m, s) for m, s in zip(sub.rkdo_mean, sub.rkdo_std)],
-        "I-Con": [_mean_std(m, s) for m, s in zip(sub.icon_mean, sub.icon_std)],
-        "Difference": [_pct(x) for x in sub.improvement_pct],
-        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
-                                   zip(sub.diff_mean, sub.ci_low, sub.ci_high)],
-        "d_z": [_num(x, 2) for x in sub.effect_size],
-        "p": [format_p(x) for x in sub.p_value],
-        "p (Holm)": [format_p(x) for x in sub.p_holm],
-        "Paper RKDO": [_mean_std(m, s) for m, s in
-                       zip(sub.reported_rkdo_mean, sub.reported_rkdo_std)],
-        "Paper I-Con": [_mean_std(m, s) for m, s in
-                        zip(sub.reported_icon_mean, sub.reported_icon_std)],
-        "Paper difference": [_pct(x) for x in sub.reported_pct],
+        **_paired_display(sub, "Difference"),
     }
     note = " ".join(filter(None, [
         "Mean ± std over seeds; difference = 100 (RKDO − I-Con)/I-Con of the seed means (the "

@@ -7,6 +7,7 @@ import re
 import nbformat
 import pandas as pd
 import pytest
+from test_notebooks import _outputs_text
 from test_stats import write_synthetic_results
 
 from rkdo_core.notebooks import NOTEBOOK_DIR, execute_notebook, notebook_parameters
@@ -28,16 +29,7 @@ def executed(tmp_path_factory):
     return nbformat.read(path, as_version=4), out_dir, rows
 
 
-def _text(nb) -> str:
-    parts = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
-                parts.append(out["text"])
-            elif "data" in out:
-                parts.append(out["data"].get("text/markdown", ""))
-                parts.append(out["data"].get("text/plain", ""))
-    return "\n".join(parts)
+_text = _outputs_text
 
 
 def test_notebook_runs_without_errors(executed):
