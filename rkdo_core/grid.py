@@ -252,21 +252,30 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
     t0 = time.perf_counter()
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="runs", unit="run",
                disable=not progress, dynamic_ncols=True)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures = []
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_one, cfg, run_dir, kernel=kernel)
-                       for cfg, run_dir in todo]
-            for fut in as_completed(futures):
-                outcome = fut.result()
-                report.outcomes.append(outcome)
-                bar.update(1)
-                bar.set_postfix(failed=report.count("failed"), refresh=False)
-                if outcome.status == "failed":
-                    bar.write(f"FAILED {outcome.label}: {outcome.error}\n"
-                              f"       see {outcome.notebook}")
-                if on_outcome:
-                    on_outcome(outcome)
+        futures = [pool.submit(run_one, cfg, run_dir, kernel=kernel) for cfg, run_dir in todo]
+        for fut in as_completed(futures):
+            outcome = fut.result()
+            report.outcomes.append(outcome)
+            bar.update(1)
+            bar.set_postfix(failed=report.count("failed"), refresh=False)
+            if outcome.status == "failed":
+                bar.write(f"FAILED {outcome.label}: {outcome.error}\n"
+                          f"       see {outcome.notebook}")
+            if on_outcome:
+                on_outcome(outcome)
+    except BaseException:
+        # Ctrl-C (or any error here): start no further run. The runs already executing
+        # finish on their own (each is a separate kernel), and only complete runs are
+        # marked so; the next invocation resumes with the rest.
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.write(f"stopping: {sum(f.cancelled() for f in futures)} queued run(s) will not "
+                  "start; the running ones finish first")
+        raise
     finally:
+        pool.shutdown(wait=True)
         bar.close()
     report.seconds = time.perf_counter() - t0
     order = {run_label(c): i for i, c in enumerate(configs)}

@@ -1,5 +1,6 @@
 """params/*.yaml: the shipped grids load, and bad grids fail naming file, key and value."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,25 @@ def test_run_one_gives_up_after_two_dead_kernels(tmp_path, monkeypatch):
     assert outcome.error == "TimeoutError: kernel did not start (2 attempts)"
     assert outcome.notebook is None  # no notebook was written
     assert not (tmp_path / "run_complete.json").exists()
+
+
+def test_interrupted_grid_starts_no_further_run(tmp_path, monkeypatch):
+    """Ctrl-C while a grid runs: queued runs are cancelled (a ThreadPoolExecutor's exit
+    would otherwise run all of them before the interrupt took effect)."""
+    import rkdo_core.grid as grid
+
+    spec = load_params(PARAMS / "smoke.yaml")
+    started = []
+
+    def fake_run_one(cfg, run_dir, *, kernel=None):
+        started.append(cfg.seed)
+        time.sleep(0.2)  # a run takes a while: the interrupt arrives while others queue
+        return grid.RunOutcome(grid.run_label(cfg), run_dir, "complete")
+
+    def interrupt(outcome):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(grid, "run_one", fake_run_one)
+    with pytest.raises(KeyboardInterrupt):
+        grid.run_grid(spec, tmp_path, workers=1, progress=False, on_outcome=interrupt)
+    assert 1 <= len(started) < len(spec.configs())
