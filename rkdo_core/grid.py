@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import GridSpec, RunConfig
-from .runio import git_state, write_json_atomic
+from .runio import git_state, read_json, write_json_atomic
 
 # the completion rule lives with the aggregation (which must not import torch to apply it)
 from .stats import RUN_COMPLETE, is_complete
@@ -176,15 +176,10 @@ def _failed(label: str, run_dir: Path, t0: float, error: str, notebook: Path | N
 def _config_change(run_dir: Path, cfg: RunConfig) -> str | None:
     """None when the complete run in ``run_dir`` was made with ``cfg`` (up to data_root and
     threads, see train.same_run_config), else the differing fields as 'field old -> new'."""
-    from .runio import read_json
-    from .train import TRAIN_COMPLETE, same_run_config
+    from .train import TRAIN_COMPLETE, run_config_differences
 
     old = read_json(run_dir / TRAIN_COMPLETE).get("config", {})
-    if same_run_config(old, cfg.to_dict()):
-        return None
-    new = cfg.to_dict()
-    return ", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in sorted(new)
-                     if k not in ("data_root", "threads") and old.get(k) != new[k]) or "?"
+    return ", ".join(run_config_differences(old, cfg.to_dict())) or None
 
 
 def plan_grid(configs: list[RunConfig], out: str | Path
@@ -204,8 +199,6 @@ def plan_grid(configs: list[RunConfig], out: str | Path
             else:
                 plan.append((cfg, run_dir, "complete", ""))
         elif (run_dir / RUN_FAILED).exists():
-            from .runio import read_json
-
             plan.append((cfg, run_dir, "failed before",
                          str(read_json(run_dir / RUN_FAILED).get("error"))))
         else:
@@ -288,7 +281,6 @@ def step_accounting(results_dir: str | Path) -> dict[str, int]:
     its largest budget), against what training a separate model per budget — the
     reference notebook's way — would have needed for the same budgets. From the runs'
     ``train_complete.json`` files."""
-    from .runio import read_json
     from .train import TRAIN_COMPLETE
 
     runs = ran = separate = 0

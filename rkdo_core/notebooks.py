@@ -18,6 +18,16 @@ PROJECT_KERNEL = "rkdo"
 THEORY_NOTEBOOK = "03_convergence_theory.ipynb"
 
 
+#: kernels' own log is silenced: at warning level every kernel prints an "unencrypted TCP"
+#: notice to the grid's terminal, and jupyter_client interrupts a kernel when shutting it
+#: down, which it logs as "KeyboardInterrupt caught in kernel" at error level. Errors of the
+#: notebook itself are in the executed notebook (papermill raises on them); a kernel that
+#: dies is reported by papermill as such. (IPC transport would avoid the TCP notice, but
+#: jupyter_client names its sockets kernel-ipc-N in the kernel's working folder, so
+#: concurrent kernels of one grid collided: "Invalid Signature" errors.)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
 def default_kernel() -> str:
     """The project's registered ``rkdo`` kernel when installed, else ``python3``.
 
@@ -82,15 +92,6 @@ def execute_notebook(name_or_path: str | Path, output_path: str | Path,
         extra_arguments=KERNEL_ARGUMENTS)
     return out
 
-
-#: kernels' own log is silenced: at warning level every kernel prints an "unencrypted TCP"
-#: notice to the grid's terminal, and jupyter_client interrupts a kernel when shutting it
-#: down, which it logs as "KeyboardInterrupt caught in kernel" at error level. Errors of the
-#: notebook itself are in the executed notebook (papermill raises on them); a kernel that
-#: dies is reported by papermill as such. (IPC transport would avoid the TCP notice, but
-#: jupyter_client names its sockets kernel-ipc-N in the kernel's working folder, so
-#: concurrent kernels of one grid collided: "Invalid Signature" errors.)
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def render_html(ipynb_path: str | Path) -> Path:

@@ -55,10 +55,10 @@ def aggregate_params(results_dir: Path) -> dict[str, Any]:
 
 def diagnostic_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first complete seed of every dataset × protocol × method."""
-    chosen: dict[tuple, dict] = {}
     def seed_key(r):  # numeric seeds in order (42 before 101), odd folder names last
         return (0, r["seed"], "") if isinstance(r["seed"], int) else (1, 0, str(r["seed"]))
 
+    chosen: dict[tuple, dict] = {}
     for r in sorted(runs, key=lambda r: (r["dataset"], r["protocol"], r["method"],
                                          seed_key(r))):
         key = (r["dataset"], r["protocol"], r["method"])

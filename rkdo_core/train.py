@@ -390,7 +390,15 @@ def same_run_config(a: dict, b: dict) -> bool:
     and how many CPU threads ran it (a grid picks threads from its worker count, so a
     resumed grid with other --workers must still find its runs). Fields a config predates
     (e.g. the speed fields) count as their defaults."""
-    return _normalised(a) == _normalised(b)
+    return not run_config_differences(a, b)
+
+
+def run_config_differences(old: dict, new: dict) -> list[str]:
+    """The fields in which two run configs differ, as ``'field old -> new'``, compared the
+    way :func:`same_run_config` compares them."""
+    a, b = _normalised(old), _normalised(new)
+    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
 
 
 def _normalised(d: dict) -> dict:
