@@ -809,3 +809,24 @@ def conclusion(frozen: Chain, icon: Chain, rkdo: Chain) -> str:
             f"I-Con's, is {cmp} I-Con's on the original supervision ({yr:.3g} vs {yi:.3g}) — "
             f"a lower RKDO loss than I-Con loss, as in the paper's Table 1, is not evidence "
             f"of better learning: the two must be compared on a common objective.")
+
+
+def write_checks(checks: Sequence[Check], path: Any = "checks.json") -> Any:
+    """Write the notebook's ``checks`` as JSON, a list of ``{"name", "statement", "holds",
+    "worst", "detail"}`` (``name`` = ``statement``; ``worst`` = max(lhs − rhs), null when not
+    finite — a diverged run), atomically; returns the path. This is what the claims checklist
+    (:mod:`rkdo_core.claims`) reads."""
+    from pathlib import Path
+
+    from .runio import write_json_atomic
+
+    rows = []
+    for c in checks:
+        if not isinstance(c, Check):
+            raise TheoryError("checks", c, "must be a list of rkdo_core.theory.Check objects")
+        worst = float(c.worst)
+        rows.append({"name": c.statement, "statement": c.statement, "holds": bool(c.holds),
+                     "worst": worst if math.isfinite(worst) else None, "detail": c.detail})
+    path = Path(path)
+    write_json_atomic(path, rows)
+    return path

@@ -424,3 +424,21 @@ def test_embeddings_validate_and_mask_roundoff():
         np.full((3, 3), 1 / 3))
     masked = mask_roundoff(np.array([1.0, 1e-16, -1e-17, 1e-10]), 1.0)
     assert np.isnan(masked[1]) and np.isnan(masked[2]) and masked[3] == 1e-10
+
+
+def test_write_checks_round_trips_and_marks_diverged_runs(tmp_path):
+    import json
+
+    from rkdo_core.theory import Check, write_checks
+
+    checks = [Check("Lemma 1", True, -0.5, "worst ratio 0.9"),
+              Check("Theorem 3 [inexact, lr = 2]", False, float("inf"), "diverged")]
+    path = write_checks(checks, tmp_path / "sub" / "checks.json")
+    got = json.loads(path.read_text())
+    assert got == [
+        {"name": "Lemma 1", "statement": "Lemma 1", "holds": True, "worst": -0.5,
+         "detail": "worst ratio 0.9"},
+        {"name": "Theorem 3 [inexact, lr = 2]", "statement": "Theorem 3 [inexact, lr = 2]",
+         "holds": False, "worst": None, "detail": "diverged"}]
+    with pytest.raises(TheoryError, match="checks"):
+        write_checks([{"statement": "x"}], tmp_path / "bad.json")
