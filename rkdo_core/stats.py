@@ -336,3 +336,236 @@ def format_comparison(table: pd.DataFrame) -> str:
                 f"{r.icon_mean:>8.4f} ± {r.icon_std:<6.4f}  "
                 f"{r.improvement_pct:>+7.2f}%  {d_z:>6.2f}  {r.p_value:>8.2g}  {r.p_holm:>8.2g}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the audit
+# (issue 5) What the paper's Table 1 does not show: how much of the loss "improvement"
+# exists before training, and whether the lower loss survives when both encoders are scored
+# on the same fixed objectives (PAPER.md §6.1).
+
+#: objectives of the common yardstick: metrics-file key -> label. Lower is better.
+YARDSTICK = {"yardstick_icon": "I-Con objective", "yardstick_rkdo": "RKDO objective"}
+#: significance level of the generated verdict sentences (stated in each sentence)
+ALPHA_LEVEL = 0.05
+
+
+def _aligned(df: pd.DataFrame, dataset: str, protocol: str, metric: str,
+             e_a: int, e_b: int) -> tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds that have both methods at both budgets, and (RKDO, I-Con) values at each."""
+    s0, r0, i0 = paired_values(df, dataset, protocol, metric, e_a, e_a)
+    s1, r1, i1 = paired_values(df, dataset, protocol, metric, e_b, e_b)
+    seeds = sorted(set(s0) & set(s1))
+    k0 = [s0.index(s) for s in seeds]
+    k1 = [s1.index(s) for s in seeds]
+    return seeds, r0[k0], i0[k0], r1[k1], i1[k1]
+
+
+def gap_beyond_step0(df: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
+    """Per (dataset, protocol, trained budget): the paper's improvement % at the budget, the
+    gap already present at step 0 (the untrained encoder, same seeds) and the improvement
+    *beyond* it — per seed, improvement(budget) − improvement(0), with its 95 % t-interval,
+    a paired t-test across seeds and Holm within each protocol over the trained budgets.
+
+    Columns: dataset, protocol, epoch, n_seeds, improvement_pct, gap0_pct, beyond_pct
+    (= improvement_pct − gap0_pct, of the seed means), beyond_mean / beyond_ci_low /
+    beyond_ci_high / beyond_p / beyond_p_holm (per-seed differences), share_at_step0_pct
+    (100 gap0 / improvement). Empty when epoch 0 is absent."""
+    lower = METRICS[metric]
+    rows = []
+    for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
+        epochs = sorted(int(e) for e in g.epoch.unique())
+        if 0 not in epochs or metric not in g:
+            continue
+        for e in (x for x in epochs if x > 0):
+            seeds, r0, i0, r1, i1 = _aligned(df, dataset, protocol, metric, 0, e)
+            if not seeds:
+                continue
+            imp0 = per_seed_improvement(r0, i0, lower)
+            imp1 = per_seed_improvement(r1, i1, lower)
+            g0 = improvement_pct(r0.mean(), i0.mean(), lower)
+            g1 = improvement_pct(r1.mean(), i1.mean(), lower)
+            st = paired_stats(imp1, imp0)
+            rows.append({"dataset": dataset, "protocol": protocol, "epoch": e,
+                         "n_seeds": len(seeds), "improvement_pct": g1, "gap0_pct": g0,
+                         "beyond_pct": g1 - g0, "beyond_mean": st["diff_mean"],
+                         "beyond_ci_low": st["ci_low"], "beyond_ci_high": st["ci_high"],
+                         "beyond_p": st["p_value"],
+                         "share_at_step0_pct": 100.0 * g0 / g1 if g1 else np.nan})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["beyond_p_holm"] = np.nan
+    for _, idx in out.groupby("protocol").groups.items():
+        out.loc[idx, "beyond_p_holm"] = holm(out.loc[idx, "beyond_p"].to_numpy())
+    return out
+
+
+def has_yardstick(df: pd.DataFrame) -> bool:
+    return all(k in df and df[k].notna().any() for k in YARDSTICK)
+
+
+def yardstick_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """The common yardstick as a "trained with × scored with" comparison: one row per
+    (dataset, protocol, epoch, scored_with), seeds paired. ``rkdo_*`` = the encoder trained
+    with RKDO, ``icon_*`` = trained with I-Con, both scored with the objective ``scored_with``
+    (``icon`` | ``rkdo``) on the same held-out images and views; lower is better.
+
+    Columns as :func:`paired_comparison` (diff = RKDO-trained − I-Con-trained, so a negative
+    difference favours RKDO's training) plus ``scored_with``; ``p_holm`` is Holm within each
+    (protocol, scored_with) family over the trained budgets (epoch 0 — two identical
+    untrained encoders — not counted). Empty when the metrics carry no yardstick."""
+    if not has_yardstick(df):
+        return pd.DataFrame()
+    return _yardstick_rows(df)
+
+
+def _yardstick_rows(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (dataset, protocol, epoch), g in df.groupby(["dataset", "protocol", "epoch"]):
+        for key in YARDSTICK:
+            seeds, r, i = paired_values(df, dataset, protocol, key, epoch, epoch)
+            ok = ~(np.isnan(r) | np.isnan(i))
+            seeds = [s for s, k in zip(seeds, ok) if k]
+            r, i = r[ok], i[ok]
+            if not seeds:
+                continue
+            steps_min, steps_max = _steps(g)
+            rows.append({"dataset": dataset, "protocol": protocol, "epoch": int(epoch),
+                         "scored_with": key.removeprefix("yardstick_"),
+                         "n_seeds": len(seeds), "seeds": ",".join(map(str, seeds)),
+                         "rkdo_mean": float(r.mean()), "rkdo_std": _std(r),
+                         "icon_mean": float(i.mean()), "icon_std": _std(i),
+                         "improvement_pct": improvement_pct(r.mean(), i.mean(), True),
+                         **paired_stats(r, i), "steps_min": steps_min,
+                         "steps_max": steps_max})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["p_holm"] = np.nan
+    trained = out[out.epoch > 0]
+    for _, idx in trained.groupby(["protocol", "scored_with"]).groups.items():
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
+    return out.sort_values(["protocol", "dataset", "epoch", "scored_with"]).reset_index(
+        drop=True)
+
+
+def _verdict_word(diff: float, p: float) -> str:
+    """'lower' / 'higher' (significant at ALPHA_LEVEL) or 'not different'."""
+    if np.isnan(p) or p >= ALPHA_LEVEL:
+        return "not different"
+    return "lower" if diff < 0 else "higher"
+
+
+def yardstick_verdicts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, protocol), at the last trained budget: does RKDO's lower training loss
+    survive the common yardstick? ``survives`` is True when the RKDO-trained encoder scores
+    lower than the I-Con-trained one on BOTH fixed objectives, each with a paired p
+    (Holm-adjusted within its family) below :data:`ALPHA_LEVEL`; ``outcome`` is one of
+    ``survives`` / ``reversed`` (I-Con-trained lower on both) / ``mixed`` / ``no difference``
+    / ``not measured``. ``own_gap_pct`` is Table 1's improvement on each method's own loss
+    at that budget."""
+    ys = yardstick_comparison(df)
+    own = paired_comparison(df, metrics=("train_loss",)) if "train_loss" in df else None
+    rows = []
+    for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
+        trained = sorted(int(e) for e in g.epoch.unique() if e > 0)
+        row = {"dataset": dataset, "protocol": protocol,
+               "epoch": trained[-1] if trained else np.nan}
+        own_row = None if own is None or own.empty or not trained else own[
+            (own.dataset == dataset) & (own.protocol == protocol) & (own.epoch == trained[-1])]
+        row["own_gap_pct"] = (float(own_row.improvement_pct.iloc[0])
+                              if own_row is not None and len(own_row) else np.nan)
+        sub = ys[(ys.dataset == dataset) & (ys.protocol == protocol)
+                 & (ys.epoch == row["epoch"])] if not ys.empty else ys
+        if ys.empty or sub.empty or len(sub) < len(YARDSTICK):
+            row.update(outcome="not measured", survives=False)
+            rows.append(row)
+            continue
+        words = {}
+        for r in sub.itertuples():
+            words[r.scored_with] = _verdict_word(r.diff_mean, r.p_holm)
+            for k in ("rkdo_mean", "icon_mean", "diff_mean", "ci_low", "ci_high", "p_value",
+                      "p_holm", "n_seeds"):
+                row[f"{r.scored_with}_{k}"] = getattr(r, k)
+        vals = set(words.values())
+        outcome = ("survives" if vals == {"lower"} else "reversed" if vals == {"higher"}
+                   else "no difference" if vals == {"not different"} else "mixed")
+        row.update(outcome=outcome, survives=outcome == "survives",
+                   **{f"{k}_word": v for k, v in words.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def yardstick_sentences(df: pd.DataFrame) -> list[str]:
+    """One generated sentence per (dataset, protocol): does RKDO's lower loss survive the
+    common yardstick (see :func:`yardstick_verdicts` for the rule)?"""
+    out = []
+    for v in yardstick_verdicts(df).itertuples():
+        name = f"{dataset_label(v.dataset)} ({v.protocol} protocol)"
+        if v.outcome == "not measured":
+            out.append(f"{name}: the common yardstick was not measured (metrics files without "
+                       "yardstick_icon / yardstick_rkdo; re-evaluate the runs).")
+            continue
+        own = (f"on its own objective RKDO's loss is {v.own_gap_pct:.2f} % below I-Con's"
+               if not np.isnan(v.own_gap_pct) else "")
+        parts = []
+        for key, label in YARDSTICK.items():
+            k = key.removeprefix("yardstick_")
+            parts.append(
+                f"scored with the {label}, the RKDO-trained encoder gets "
+                f"{getattr(v, f'{k}_rkdo_mean'):.4f} vs {getattr(v, f'{k}_icon_mean'):.4f} "
+                f"for the I-Con-trained one (difference {getattr(v, f'{k}_diff_mean'):+.4f}, "
+                f"95 % CI [{getattr(v, f'{k}_ci_low'):+.4f}, {getattr(v, f'{k}_ci_high'):+.4f}]"
+                f", p = {getattr(v, f'{k}_p_value'):.2g}, Holm {getattr(v, f'{k}_p_holm'):.2g}"
+                ")")
+        verdict = {
+            "survives": "RKDO's lower loss survives the common yardstick: the RKDO-trained "
+                        "encoder is better on both objectives",
+            "reversed": "RKDO's lower loss does not survive the common yardstick: the "
+                        "I-Con-trained encoder is better on both objectives",
+            "no difference": "RKDO's lower loss does not survive the common yardstick: "
+                             "neither objective separates the two encoders",
+            "mixed": "RKDO's lower loss does not survive the common yardstick as a whole: "
+                     "the two objectives disagree",
+        }[v.outcome]
+        rule = (f"paired t-tests over {int(v.icon_n_seeds)} seeds, Holm within each objective "
+                f"over the trained budgets, level {ALPHA_LEVEL}")
+        out.append(f"{name}, after {int(v.epoch)} epoch(s): "
+                   + "; ".join(filter(None, [own, *parts])) + f". {verdict} ({rule}).")
+    return out
+
+
+def protocol_conclusions(comp: pd.DataFrame,
+                         metrics: tuple[str, ...] = ("linear_eval", "nmi", "ari",
+                                                     "neighborhood_acc")) -> pd.DataFrame:
+    """Does the conclusion of a paired comparison change between protocols? One row per
+    (dataset, metric, epoch) present under at least two protocols, with each protocol's
+    conclusion — ``RKDO better`` / ``I-Con better`` (p_Holm < ALPHA_LEVEL) or
+    ``no difference`` — its means, p_Holm and steps, and ``same`` (all protocols agree)."""
+    if comp.empty:
+        return pd.DataFrame()
+    sub = comp[comp.metric.isin(metrics) & (comp.epoch > 0)]
+    protocols = sorted(sub.protocol.unique())
+    rows = []
+    for (dataset, metric, epoch), g in sub.groupby(["dataset", "metric", "epoch"]):
+        if g.protocol.nunique() < 2:
+            continue
+        row = {"dataset": dataset, "metric": metric, "epoch": int(epoch)}
+        words = []
+        for p in protocols:
+            r = g[g.protocol == p]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            better = "no difference"
+            if not np.isnan(r.p_holm) and r.p_holm < ALPHA_LEVEL:
+                higher_better = not METRICS[metric]
+                better = ("RKDO better" if (r.diff_mean > 0) == higher_better
+                          else "I-Con better")
+            words.append(better)
+            row.update({f"{p}_conclusion": better, f"{p}_rkdo_mean": r.rkdo_mean,
+                        f"{p}_icon_mean": r.icon_mean, f"{p}_p_holm": r.p_holm,
+                        f"{p}_steps": r.steps_max})
+        row["same"] = len(set(words)) == 1
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -24,15 +24,19 @@ from .stats import (
     METHOD_LABELS,
     METRIC_LABELS,
     METRICS,
+    YARDSTICK,
     dataset_label,
     epoch0_gap_sentences,
+    gap_beyond_step0,
     holm,
     incomplete_runs,
     load_metrics,
     paired_comparison,
     paired_stats,
     paired_values,
+    protocol_conclusions,
     run_summary,
+    yardstick_comparison,
 )
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -42,7 +46,9 @@ DEFAULT_TABLE3_PAIRS = ((1, 5), (2, 5))
 PAPER_DATASETS = ("cifar10", "cifar100", "stl10")
 NO_COUNTERPART = "—"
 TABLE_NAMES = {"table1": "table1_training_loss", "table2": "table2_linear_eval",
-               "table3": "table3_early_rkdo_vs_late_icon", "table4": "table4_all_metrics"}
+               "table3": "table3_early_rkdo_vs_late_icon", "table4": "table4_all_metrics",
+               "yardstick": "table5_common_yardstick",
+               "protocols": "table6_paper_vs_full_protocol"}
 
 
 @dataclass(frozen=True)
@@ -253,15 +259,70 @@ def _table_note(sub: pd.DataFrame, metric: str, reasons: Iterable[str]) -> str:
     return " ".join(parts)
 
 
-def table1(comp: pd.DataFrame, reported: Reported | None = None) -> pd.DataFrame:
+def table1(comp: pd.DataFrame, reported: Reported | None = None,
+           gap: pd.DataFrame | None = None) -> pd.DataFrame:
     """Table 1: final training loss per dataset × epoch budget, RKDO vs I-Con, with the
-    paper's Table 1 beside it. ``comp`` is :func:`rkdo_core.stats.paired_comparison`'s."""
+    paper's Table 1 beside it. ``comp`` is :func:`rkdo_core.stats.paired_comparison`'s;
+    ``gap`` (:func:`rkdo_core.stats.gap_beyond_step0`) adds the "gap at step 0" and the
+    improvement beyond it."""
     out = _comparison_table(comp, "train_loss", reported,
                             None if reported is None else reported.table1, "improvement_pct",
                             "Table 1. Final training loss, RKDO vs I-Con", "Improvement")
+    if out.empty:
+        return out
+    if gap is not None and not gap.empty:
+        out = _with_step0_gap(out, gap)
     if reported is not None and reported.p_claim and "note" in out.attrs:
         out.attrs["note"] += f" The paper states {reported.p_claim}."
     return out
+
+
+_GAP_COLS = ["gap0_pct", "beyond_pct", "beyond_ci_low", "beyond_ci_high", "beyond_p",
+             "beyond_p_holm", "share_at_step0_pct"]
+
+
+def _with_step0_gap(out: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 plus, per row, the improvement the untrained encoder already shows (same
+    dataset, protocol, seeds) and the improvement beyond it, tested per seed."""
+    attrs = dict(out.attrs)
+    key = ["dataset", "protocol", "epochs"]
+    g = gap.rename(columns={"epoch": "epochs"})[key + _GAP_COLS]
+    merged = out.merge(g, on=key, how="left")
+    # the step-0 row: its whole improvement is the gap at step 0, nothing beyond it
+    step0 = {(r.dataset, r.protocol): r.improvement_pct
+             for r in merged[merged.epochs == 0].itertuples()}
+    zero = merged.epochs == 0
+    merged.loc[zero, "gap0_pct"] = merged.loc[zero, "improvement_pct"]
+    missing = merged.gap0_pct.isna()
+    merged.loc[missing, "gap0_pct"] = [step0.get((r.dataset, r.protocol), np.nan)
+                                       for r in merged[missing].itertuples()]
+    display_cols = attrs["display"]
+    i = display_cols.index("Improvement") + 1
+    new_display = {
+        "Gap at step 0": [_pct(x) for x in merged.gap0_pct],
+        "Beyond step 0 [95 % CI]": [
+            NO_COUNTERPART if np.isnan(b) else f"{b:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            for b, lo, hi in zip(merged.beyond_pct, merged.beyond_ci_low,
+                                 merged.beyond_ci_high)],
+        "p beyond (Holm)": [NO_COUNTERPART if np.isnan(p) else
+                            f"{format_p(p)} ({format_p(h)})"
+                            for p, h in zip(merged.beyond_p, merged.beyond_p_holm)],
+    }
+    for col in display_cols:  # keep the existing display values, in order
+        new_display.setdefault(col, out[col].tolist())
+    order = display_cols[:i] + ["Gap at step 0", "Beyond step 0 [95 % CI]",
+                                "p beyond (Holm)"] + display_cols[i:]
+    csv = attrs["csv"] + _GAP_COLS
+    note = attrs["note"] + (
+        " Gap at step 0: the improvement % of the untrained encoders (epoch 0, same seeds) — "
+        "the part of the \"improvement\" that exists before any optimizer step (PAPER.md "
+        "§6.1). Beyond step 0: improvement − gap at step 0 (points), with the 95 % t-interval "
+        "of the per-seed differences; p: paired t-test across seeds of the per-seed "
+        "improvement at the budget against at epoch 0, Holm within the protocol over the "
+        "trained budgets.")
+    result = merged[csv].copy()
+    return _finish(result, csv, {c: new_display[c] for c in order}, attrs["title"], note,
+                   attrs.get("omitted", []))
 
 
 def table2(comp: pd.DataFrame, reported: Reported | None = None) -> pd.DataFrame:
@@ -291,6 +352,9 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
     (rkdo_epoch, icon_epoch) pair, seeds paired. Pairs whose budgets are not in the results
     are omitted; ``attrs["omitted"]`` says which and why."""
     pairs = [(int(a), int(b)) for a, b in pairs]
+    # Budget 0 as a baseline row per late I-Con budget: the untrained encoder against the
+    # trained I-Con. If it already "matches", a trained early RKDO matching says little.
+    baselines = [(0, ie) for ie in dict.fromkeys(ie for _, ie in pairs) if (0, ie) not in pairs]
     rows, omitted = [], []
     rep = {} if reported is None else {
         (r.dataset, int(r.rkdo_epochs), int(r.icon_epochs)): r
@@ -298,7 +362,7 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
     for protocol in sorted(df.protocol.unique()):
         for dataset in dataset_order(df[df.protocol == protocol].dataset):
             g = df[(df.protocol == protocol) & (df.dataset == dataset)]
-            for re_, ie in pairs:
+            for re_, ie in [*baselines, *pairs]:
                 label = (f"{dataset_label(dataset)} ({protocol}), RKDO {re_} vs I-Con {ie} "
                          "epochs")
                 have_r = set(g[g.method == "rkdo"].epoch.astype(int))
@@ -332,7 +396,8 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
                                  else 100.0 * hit.rkdo_mean / hit.icon_mean)
                 rows.append({
                     "dataset": dataset, "protocol": protocol, "metric": metric,
-                    "rkdo_epochs": re_, "icon_epochs": ie, "rkdo_steps": rs, "icon_steps": is_,
+                    "baseline": re_ == 0, "rkdo_epochs": re_, "icon_epochs": ie,
+                    "rkdo_steps": rs, "icon_steps": is_,
                     "fewer_epochs_pct": 100.0 * (1 - re_ / ie) if ie else np.nan,
                     "fewer_steps_pct": 100.0 * (1 - rs / is_) if is_ else np.nan,
                     "n_seeds": len(seeds), "seeds": ",".join(map(str, seeds)),
@@ -357,12 +422,14 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
         out.attrs.update(csv=[], display=[], title=title, omitted=omitted,
                          note="No row: " + " ".join(omitted) if omitted else "no data")
         return out
-    out["p_holm"] = holm(out.p_value.to_numpy())
+    out["p_holm"] = np.nan
+    trained = ~out.baseline
+    out.loc[trained, "p_holm"] = holm(out.loc[trained, "p_value"].to_numpy())
     csv = list(out.columns)
     display = {
         "Dataset": out.dataset.map(dataset_label), "Protocol": out.protocol,
-        "RKDO epochs (steps)": [f"{a} ({_steps(s, s)})" for a, s in
-                                zip(out.rkdo_epochs, out.rkdo_steps)],
+        "RKDO epochs (steps)": [("0, untrained" if a == 0 else f"{a} ({_steps(s, s)})")
+                                for a, s in zip(out.rkdo_epochs, out.rkdo_steps)],
         "I-Con epochs (steps)": [f"{a} ({_steps(s, s)})" for a, s in
                                  zip(out.icon_epochs, out.icon_steps)],
         "Fewer epochs": [f"{x:.0f} %" for x in out.fewer_epochs_pct],
@@ -385,7 +452,9 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
         "RKDO at the first budget vs I-Con at the second, seeds paired (same seed, different "
         "budgets); mean ± std over seeds; RKDO / I-Con = ratio of the seed means; fewer "
         "epochs = 1 − RKDO epochs / I-Con epochs; steps = real optimizer steps; p: paired "
-        "t-test across seeds; p (Holm): Holm over this table's rows. The paper prints only "
+        "t-test across seeds; p (Holm): Holm over this table's rows with a trained RKDO. "
+        "Rows with RKDO epochs 0 are the baseline: the untrained encoder (the same weights "
+        "for both methods at a seed) against the trained I-Con. The paper prints only "
         "the means here; its RKDO / I-Con is the stated percentage where it gives one, else "
         "the ratio of its printed means.",
         _no_counterpart_note(out.no_counterpart_reason),
@@ -405,6 +474,8 @@ def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2)
     title = f"Table 4. All evaluation metrics at {epoch} epoch(s), RKDO vs I-Con"
     sub = comp[(comp.epoch == epoch) & comp.metric.isin(metrics)].copy() if not comp.empty \
         else pd.DataFrame()
+    if not sub.empty and epoch != 0:  # the untrained encoder (budget 0) as baseline rows
+        sub = comp[comp.epoch.isin([0, epoch]) & comp.metric.isin(metrics)].copy()
     if sub.empty:
         present = sorted(int(e) for e in comp.epoch.unique()) if not comp.empty else []
         msg = (f"Table 4 not drawn: epoch {epoch} is not in the results "
@@ -414,7 +485,7 @@ def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2)
         return out
     sub["_d"] = sub.dataset.map({d: k for k, d in enumerate(dataset_order(sub.dataset))})
     sub["_m"] = sub.metric.map({m: k for k, m in enumerate(metrics)})
-    sub = sub.sort_values(["protocol", "_d", "_m"]).drop(columns=["_d", "_m"])
+    sub = sub.sort_values(["protocol", "_d", "epoch", "_m"]).drop(columns=["_d", "_m"])
     sub = sub.reset_index(drop=True)
     lookup = {}
     if reported is not None and reported.table4_epoch == epoch:
@@ -425,7 +496,10 @@ def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2)
     for r in sub.itertuples():
         hit = lookup.get((r.dataset, r.metric)) if (
             reported is not None and r.protocol == reported.protocol) else None
-        reason = _counterpart_reason(r.dataset, r.protocol, epoch, reported, hit is not None,
+        if r.epoch != epoch:
+            hit = None
+        reason = _counterpart_reason(r.dataset, r.protocol, r.epoch, reported,
+                                     hit is not None,
                                      [] if reported is None else [reported.table4_epoch])
         extra["has_reported"].append(hit is not None)
         extra["no_counterpart_reason"].append(reason)
@@ -441,6 +515,7 @@ def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2)
            "diff_mean", "ci_low", "ci_high", "effect_size", "p_value", "p_holm", *extra]
     display = {
         "Dataset": sub.dataset.map(dataset_label), "Protocol": sub.protocol,
+        "Epochs": ["0 (untrained)" if e == 0 else str(e) for e in sub.epochs],
         "Metric": sub.metric.map(METRIC_LABELS),
         **_paired_display(sub, "Difference"),
     }
@@ -448,10 +523,147 @@ def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2)
         "Mean ± std over seeds; difference = 100 (RKDO − I-Con)/I-Con of the seed means (the "
         "paper's definition); RKDO − I-Con with its 95 % t-interval; d_z = paired Cohen's d; "
         "p: paired t-test across seeds; p (Holm): Holm within each metric and protocol across "
-        "all datasets × trained budgets (as in Tables 1 and 2).",
+        "all datasets × trained budgets (as in Tables 1 and 2). Epoch-0 rows: the untrained "
+        "encoder (identical weights for both methods at a seed), the baseline every trained "
+        "row should beat.",
         _no_counterpart_note(extra["no_counterpart_reason"]),
     ]))
     return _finish(sub[csv].copy(), csv, display, title, note, [])
+
+
+# ---------------------------------------------------------------------------- the audit
+
+
+def table_yardstick(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 5: the common yardstick — "trained with × scored with", one row per dataset,
+    protocol and budget (the 2 × 2 flattened: RKDO- and I-Con-trained encoders, each scored
+    with the I-Con and the RKDO objective on the same held-out images and views), with the
+    paired test of RKDO-trained − I-Con-trained under each objective. Lower is better."""
+    title = ("Table 5. Common yardstick: both trained encoders scored with the same fixed "
+             "objectives (trained with × scored with)")
+    ys = yardstick_comparison(df)
+    if ys.empty:
+        out = pd.DataFrame()
+        msg = ("not measured: the metrics files carry no yardstick_icon / yardstick_rkdo "
+               "(made before the yardstick existed); re-evaluate the runs "
+               "(`rkdo evaluate RUN --force`) to measure it")
+        out.attrs.update(csv=[], display=[], title=title, note=msg, omitted=[msg])
+        return out
+    rows = []
+    for (dataset, protocol, epoch), g in ys.groupby(["dataset", "protocol", "epoch"]):
+        row = {"dataset": dataset, "protocol": protocol, "epochs": int(epoch),
+               "steps_max": g.steps_max.iloc[0], "n_seeds": int(g.n_seeds.min())}
+        for r in g.itertuples():
+            k = r.scored_with
+            row.update({f"{k}_obj_rkdo_trained_mean": r.rkdo_mean,
+                        f"{k}_obj_rkdo_trained_std": r.rkdo_std,
+                        f"{k}_obj_icon_trained_mean": r.icon_mean,
+                        f"{k}_obj_icon_trained_std": r.icon_std,
+                        f"{k}_obj_diff_mean": r.diff_mean, f"{k}_obj_ci_low": r.ci_low,
+                        f"{k}_obj_ci_high": r.ci_high, f"{k}_obj_p_value": r.p_value,
+                        f"{k}_obj_p_holm": r.p_holm})
+        # the paper's kind of comparison, on the held-out yardstick: each encoder on the
+        # objective it was trained with (the diagonal of the 2 × 2)
+        own_r, own_i = row.get("rkdo_obj_rkdo_trained_mean"), row.get(
+            "icon_obj_icon_trained_mean")
+        row["own_objective_gap_pct"] = (100.0 * (own_i - own_r) / own_i
+                                        if own_r is not None and own_i else np.nan)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["_d"] = out.dataset.map({d: k for k, d in enumerate(dataset_order(out.dataset))})
+    out = out.sort_values(["protocol", "_d", "epochs"]).drop(columns="_d").reset_index(
+        drop=True)
+    csv = list(out.columns)
+    display = {"Dataset": out.dataset.map(dataset_label), "Protocol": out.protocol,
+               "Epochs (steps)": ["0 (untrained)" if e == 0 else f"{e} ({_steps(s, s)})"
+                                  for e, s in zip(out.epochs, out.steps_max)],
+               "n": out.n_seeds.astype(str),
+               "Own objective: RKDO below I-Con": [_pct(x) for x in
+                                                   out.own_objective_gap_pct]}
+    for key, _label in YARDSTICK.items():
+        k = key.removeprefix("yardstick_")
+        short = "I-Con obj." if k == "icon" else "RKDO obj."
+
+        def col(name, k=k):
+            return out[f"{k}_obj_{name}"] if f"{k}_obj_{name}" in out else [np.nan] * len(out)
+
+        display[f"{short}: RKDO-trained"] = [_mean_std(m, sd) for m, sd in
+                                             zip(col("rkdo_trained_mean"),
+                                                 col("rkdo_trained_std"))]
+        display[f"{short}: I-Con-trained"] = [_mean_std(m, sd) for m, sd in
+                                              zip(col("icon_trained_mean"),
+                                                  col("icon_trained_std"))]
+        display[f"{short}: difference [95 % CI]"] = [
+            f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+            zip(col("diff_mean"), col("ci_low"), col("ci_high"))]
+        display[f"{short}: p (Holm)"] = [
+            NO_COUNTERPART if np.isnan(p) else f"{format_p(p)} ({format_p(h)})"
+            for p, h in zip(col("p_value"), col("p_holm"))]
+    note = (
+        "Both trained encoders of a seed are scored with the I-Con objective and with the "
+        "RKDO objective (the run's loss settings), on the same held-out test images and the "
+        "same seeded views (fixed across runs), in eval mode; lower is better; mean ± std "
+        "over seeds. Difference = RKDO-trained − I-Con-trained (negative favours RKDO's "
+        "training), 95 % t-interval of the per-seed differences, paired t-test across seeds, "
+        "Holm within each objective and protocol over the trained budgets. Own objective: "
+        "100 (I-Con-trained on the I-Con objective − RKDO-trained on the RKDO objective) / "
+        "the former — the paper's Table 1 comparison (each method on its own loss) measured "
+        "on these held-out views; the two objectives are different functions, so this "
+        "number is not evidence that either encoder is better. Epoch 0: the untrained "
+        "encoders, identical for both methods at a seed (difference 0, no test).")
+    return _finish(out, csv, display, title, note, [])
+
+
+def yardstick_2x2(df: pd.DataFrame, dataset: str, protocol: str, epoch: int) -> pd.DataFrame:
+    """The literal 2 × 2 of one dataset, protocol and budget: rows "trained with", columns
+    "scored with", cells mean ± std over seeds."""
+    sub = df[(df.dataset == dataset) & (df.protocol == protocol) & (df.epoch == epoch)]
+    cells = {}
+    for key, label in YARDSTICK.items():
+        cells[f"scored with the {label}"] = [
+            _mean_std(*((v.mean(), v.std(ddof=1)) if len(v) > 1 else (v.mean(), np.nan)))
+            if len(v) else NO_COUNTERPART
+            for v in (sub[sub.method == m][key].astype(float).dropna()
+                      if key in sub else pd.Series(dtype=float) for m in ("rkdo", "icon"))]
+    return pd.DataFrame(cells, index=pd.Index(["trained with RKDO", "trained with I-Con"],
+                                              name=f"{dataset_label(dataset)}, {protocol}, "
+                                                   f"{epoch} epoch(s)"))
+
+
+def table_protocols(comp: pd.DataFrame) -> pd.DataFrame:
+    """Table 6: do the conclusions of Tables 2–4 (linear eval, NMI, ARI, neighborhood
+    accuracy; RKDO vs I-Con at the same budget) change between the paper protocol and the
+    full protocol? One row per dataset × metric × budget present under both."""
+    title = "Table 6. Conclusions of Tables 2–4 under the paper protocol and the full protocol"
+    pc = protocol_conclusions(comp)
+    if pc.empty:
+        msg = ("not drawn: no dataset × budget was run under more than one protocol (run "
+               "params/default_full.yaml beside params/default.yaml)")
+        out = pd.DataFrame()
+        out.attrs.update(csv=[], display=[], title=title, note=msg, omitted=[msg])
+        return out
+    protocols = sorted({c.split("_", 1)[0] for c in pc.columns if c.endswith("_conclusion")})
+    pc["_d"] = pc.dataset.map({d: k for k, d in enumerate(dataset_order(pc.dataset))})
+    pc["_m"] = pc.metric.map({m: k for k, m in enumerate(METRICS)})
+    pc = pc.sort_values(["_d", "_m", "epoch"]).drop(columns=["_d", "_m"]).reset_index(
+        drop=True).rename(columns={"epoch": "epochs"})
+    display = {"Dataset": pc.dataset.map(dataset_label), "Metric": pc.metric.map(METRIC_LABELS),
+               "Epochs": pc.epochs.astype(str)}
+    for p in protocols:
+        display[f"{p}: RKDO / I-Con (steps)"] = [
+            f"{r:.4f} / {i:.4f} ({_steps(s, s)})" for r, i, s in
+            zip(pc[f"{p}_rkdo_mean"], pc[f"{p}_icon_mean"], pc[f"{p}_steps"])]
+        display[f"{p}: conclusion (p Holm)"] = [
+            f"{c} ({format_p(h)})" for c, h in zip(pc[f"{p}_conclusion"], pc[f"{p}_p_holm"])]
+    display["Same conclusion"] = ["yes" if x else "NO" for x in pc.same]
+    n_diff = int((~pc.same).sum())
+    note = (f"Conclusion: \"RKDO better\" / \"I-Con better\" where the paired t-test across "
+            f"seeds, Holm-adjusted within the metric and protocol, is below 0.05, else \"no "
+            f"difference\". An epoch means 10 batches under the paper protocol and a full "
+            f"pass under the full protocol (steps in brackets); the full protocol evaluates "
+            f"on the whole test set with the probe trained on train-set features. "
+            f"{n_diff} of {len(pc)} conclusions differ between protocols.")
+    return _finish(pc, list(pc.columns), display, title, note, [])
 
 
 # ---------------------------------------------------------------------------- writing
@@ -461,12 +673,15 @@ def build_tables(df: pd.DataFrame, comp: pd.DataFrame | None = None,
                  reported: Reported | None = None, *, table4_epoch: int = 2,
                  table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS
                  ) -> dict[str, pd.DataFrame]:
-    """Tables 1–4 keyed by their file names (:data:`TABLE_NAMES`)."""
+    """Tables 1–4 and the audit's Tables 5 (common yardstick) and 6 (protocols), keyed by
+    their file names (:data:`TABLE_NAMES`)."""
     comp = paired_comparison(df) if comp is None else comp
-    return {TABLE_NAMES["table1"]: table1(comp, reported),
+    return {TABLE_NAMES["table1"]: table1(comp, reported, gap_beyond_step0(df)),
             TABLE_NAMES["table2"]: table2(comp, reported),
             TABLE_NAMES["table3"]: table3(df, reported, table3_pairs),
-            TABLE_NAMES["table4"]: table4(comp, reported, table4_epoch)}
+            TABLE_NAMES["table4"]: table4(comp, reported, table4_epoch),
+            TABLE_NAMES["yardstick"]: table_yardstick(df),
+            TABLE_NAMES["protocols"]: table_protocols(comp)}
 
 
 def table_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:

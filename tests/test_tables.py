@@ -132,7 +132,10 @@ def test_table3_values_and_reported_pairs(results, written):
     out, tables, _ = written
     csv = pd.read_csv(out / f"{TABLE_NAMES['table3']}.csv", keep_default_na=False,
                       na_values=[""])
-    assert len(csv) == 4  # 2 datasets × pairs (1, 5), (2, 5)
+    # 2 datasets × (the untrained baseline (0, 5), then the pairs (1, 5), (2, 5))
+    assert len(csv) == 6
+    assert list(csv.rkdo_epochs) == [0, 1, 2] * 2 and list(csv.baseline) == [True, False,
+                                                                              False] * 2
     for row in csv.itertuples():
         r, i = _pair(rows, row.dataset, "linear_eval", row.rkdo_epochs, row.icon_epochs)
         assert row.rkdo_mean == pytest.approx(r.mean()) and row.icon_mean == pytest.approx(
@@ -145,7 +148,10 @@ def test_table3_values_and_reported_pairs(results, written):
         d = r - i
         half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
         assert row.ci_high == pytest.approx(d.mean() + half)
-    np.testing.assert_allclose(csv.p_holm, _holm(csv.p_value))
+    trained = csv[~csv.baseline]
+    np.testing.assert_allclose(trained.p_holm, _holm(trained.p_value))
+    assert csv[csv.baseline].p_holm.isna().all() and csv[csv.baseline].p_value.notna().all()
+    assert (csv[csv.baseline].rkdo_steps == 0).all()
     c10 = csv[(csv.dataset == "cifar10") & (csv.rkdo_epochs == 1)].iloc[0]
     assert (c10.reported_rkdo_mean, c10.reported_icon_mean, c10.reported_ratio_pct) == (
         0.2496, 0.3291, 76)
@@ -160,35 +166,40 @@ def test_table3_missing_budgets_are_omitted_with_a_reason(results):
     _, rows, _, _, reported = results
     smoke = rows[rows.epoch.isin([0, 1, 2])]
     t = table3(smoke, reported, pairs=[(1, 5), (2, 5)])
-    assert t.empty and len(t.attrs["omitted"]) == 4
+    assert t.empty and len(t.attrs["omitted"]) == 6  # baseline (0, 5) too
     assert all("I-Con at 5 epochs not in the results (budgets present: [0, 1, 2])" in r
                for r in t.attrs["omitted"])
     assert "No row" in t.attrs["note"]
     # Mixed: CIFAR-10 has the budgets, digits does not.
     mixed = rows[(rows.dataset == "cifar10") | rows.epoch.isin([0, 1, 2])]
     t = table3(mixed, reported, pairs=[(1, 5)])
-    assert list(t.dataset) == ["cifar10"] and len(t.attrs["omitted"]) == 1
-    assert t.attrs["omitted"][0].startswith("digits (paper), RKDO 1 vs I-Con 5 epochs: omitted")
+    assert list(t.dataset) == ["cifar10"] * 2 and len(t.attrs["omitted"]) == 2
+    assert t.attrs["omitted"][1].startswith("digits (paper), RKDO 1 vs I-Con 5 epochs: omitted")
     assert "Omitted:" in t.attrs["note"]
     # A pair both budgets of which exist works on a smoke grid.
     t = table3(smoke, reported, pairs=[[1, 2]])
-    assert len(t) == 2 and not t.has_reported.any()
+    assert len(t) == 4 and not t.has_reported.any() and t.baseline.sum() == 2
 
 
 def test_table4_values_reported_and_missing_epoch(results, written):
     _, rows, _, comp, reported = results
     out, _, _ = written
     csv = pd.read_csv(out / f"{TABLE_NAMES['table4']}.csv")
-    assert len(csv) == 2 * 4 and set(csv.metric) == {"linear_eval", "nmi", "ari",
-                                                       "neighborhood_acc"}
-    assert (csv.epochs == 2).all()
+    # 2 datasets × 4 metrics × (epoch 0, the untrained baseline; epoch 2)
+    assert len(csv) == 2 * 4 * 2 and set(csv.metric) == {"linear_eval", "nmi", "ari",
+                                                           "neighborhood_acc"}
+    assert set(csv.epochs) == {0, 2}
+    assert not csv[csv.epochs == 0].has_reported.any()
     for row in csv.itertuples():
-        r, i = _pair(rows, row.dataset, row.metric, 2)
+        r, i = _pair(rows, row.dataset, row.metric, row.epochs)
+        if row.epochs == 0:
+            assert row.diff_mean == 0 and np.isnan(row.p_value)
+            continue
         assert row.rkdo_mean == pytest.approx(r.mean()) and row.icon_std == pytest.approx(
             i.std(ddof=1))
         assert row.improvement_pct == pytest.approx(100 * (r.mean() - i.mean()) / i.mean())
         assert row.p_value == pytest.approx(sps.ttest_rel(r, i).pvalue)
-    nmi = csv[(csv.dataset == "cifar10") & (csv.metric == "nmi")].iloc[0]
+    nmi = csv[(csv.dataset == "cifar10") & (csv.metric == "nmi") & (csv.epochs == 2)].iloc[0]
     assert (nmi.reported_rkdo_mean, nmi.reported_icon_mean, nmi.reported_pct) == (
         0.1211, 0.1255, -3.48)
     assert not csv[csv.dataset == "digits"].has_reported.any()
@@ -196,8 +207,11 @@ def test_table4_values_reported_and_missing_epoch(results, written):
     assert missing.empty and "epoch 7 is not in the results" in missing.attrs["note"]
     other = table4(comp, reported, epoch=1)
     assert not other.has_reported.any()
-    assert (other[other.dataset == "cifar10"].no_counterpart_reason
+    c10 = other[other.dataset == "cifar10"]
+    assert (c10[c10.epochs == 1].no_counterpart_reason
             == "the paper reports epochs [2] only").all()
+    assert (c10[c10.epochs == 0].no_counterpart_reason
+            == "epoch 0 (untrained encoder) is not reported").all()
 
 
 def test_write_table_formats(written):
