@@ -53,6 +53,7 @@ import torch
 from .augment import reference_transform
 from .config import PAPER_BUDGETS, PAPER_SEEDS, ConfigError, RunConfig
 from .data import DatasetUnavailableError
+from .flops import count_step_flops  # noqa: F401 - shared; re-exported for callers
 from .model import build_model, resolve_device
 from .train import (
     load_data,
@@ -291,16 +292,6 @@ def matmul_rate(device: torch.device, reps: int, n: int = 2048) -> dict[str, flo
     return {"size": n, "median_flops_per_s": flops / s["median_s"],
             "p10_flops_per_s": flops / s["p90_s"], "p90_flops_per_s": flops / s["p10_s"],
             "n": s["n"]}
-
-
-def count_step_flops(step: Callable[[], Any]) -> int:
-    """FLOPs of one call (convolutions and matmuls, forward and backward) by FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    return int(counter.get_total_flops())
 
 
 # ---- (e) peak memory, and the grid's side-by-side question: fresh processes ---------------

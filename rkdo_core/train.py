@@ -50,6 +50,13 @@ SYNC_EVERY = 50
 #: the linear-probe split and k-means seed of the evaluation protocol (fixed, as in the
 #: reference notebook), independent of the training seed.
 EVAL_SEED = 42
+#: version of the metrics files `evaluate_run` writes; a file of another version (e.g. one
+#: written before the yardstick and FLOP keys existed) is recomputed even without ``force``.
+#: 2: + yardstick_icon/_rkdo/_images/_seed/_settings, flops_per_step, train_flops.
+EVAL_VERSION = 2
+#: keys every current metrics file holds beyond the paper's metrics.
+EVAL_V2_KEYS = ("yardstick_icon", "yardstick_rkdo", "yardstick_images", "yardstick_seed",
+                "yardstick_settings", "flops_per_step", "train_flops")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -446,6 +453,13 @@ def evaluate_run(run_dir: str | Path, *, force: bool = False) -> list[dict[str, 
 
     Paper protocol: the first ``eval_images`` test images, probe on a seeded 80/20 split.
     Full protocol: the whole test set, probe trained on train-set features.
+
+    Every file also holds the common yardstick (`rkdo_core.yardstick`: the checkpoint scored
+    on both fixed objectives over the same evaluation images, with fixed seeded views) and
+    ``flops_per_step`` (FlopCounterMode, forward + backward of one step of this config;
+    `rkdo_core.flops.step_flops`) with ``train_flops`` = steps × flops_per_step. An existing
+    file is reused unless ``force`` or it is not of :data:`EVAL_VERSION` (older files, which
+    lack those keys, are recomputed).
     """
     run = Path(run_dir)
     if not is_trained(run):
@@ -459,7 +473,9 @@ def evaluate_run(run_dir: str | Path, *, force: bool = False) -> list[dict[str, 
 
 def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[dict[str, Any]]:
     # Imported here: scikit-learn takes seconds to import, and training never needs it.
+    from .flops import step_flops
     from .metrics import all_metrics
+    from .yardstick import yardstick
 
     device = resolve_device(config.device)
     data = load_data(config)
@@ -470,8 +486,10 @@ def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[
     for rec in done["budgets"]:
         path = metrics_path(run, rec["epoch"])
         if path.exists() and not force:
-            results.append(read_json(path))
-            continue
+            old = read_json(path)
+            if _is_current(old):
+                results.append(old)
+                continue
         t0 = time.perf_counter()
         model = load_encoder(config, checkpoint_path(run, rec["epoch"]), device)
         feats = embed(model, test_x, features=config.eval_features)
@@ -481,11 +499,21 @@ def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[
                                                  features=config.eval_features),
                             train_labels=data.train.labels.numpy())
         metrics = all_metrics(feats, test_y, seed=EVAL_SEED, **train_kw)
+        yard = yardstick(model, test_x, config)
+        flops = step_flops(config, data.test.images.shape[-1])  # cached: once per config
         result = {"dataset": config.dataset, "method": config.method, "seed": config.seed,
                   "protocol": config.protocol, "epoch": rec["epoch"], "steps": rec["steps"],
                   "train_loss": rec["train_loss"], **metrics, "eval_images": n_eval,
                   "eval_features": config.eval_features, "eval_seed": EVAL_SEED,
+                  **yard, "flops_per_step": flops, "train_flops": rec["steps"] * flops,
+                  "eval_version": EVAL_VERSION,
                   "device": str(device), "seconds": round(time.perf_counter() - t0, 3)}
         write_json_atomic(path, result)
         results.append(result)
     return results
+
+
+def _is_current(metrics: dict[str, Any]) -> bool:
+    """Whether a metrics file was written by this evaluation (same version, every key)."""
+    return (metrics.get("eval_version") == EVAL_VERSION
+            and all(k in metrics for k in EVAL_V2_KEYS))
