@@ -23,17 +23,21 @@ from .stats import (
     METHOD_LABELS,
     METRIC_LABELS,
     METRICS,
+    YARDSTICK,
     dataset_label,
+    has_yardstick,
     paired_comparison,
     paired_stats,
     paired_values,
+    yardstick_comparison,
 )
 from .tables import Reported, dataset_order, format_p
 
 FIGURE_NAMES = {"fig1": "fig1_loss_improvement_by_dataset",
                 "fig2": "fig2_loss_improvement_by_budget",
                 "fig3": "fig3_rkdo2_vs_icon5", "fig4": "fig4_early_learning",
-                "fig5": "fig5_loss_vs_training_length"}
+                "fig5": "fig5_loss_vs_training_length",
+                "fig6": "fig6_common_yardstick"}
 EVAL_METRICS = [m for m in METRICS if not METRICS[m]]
 METHOD_STYLE = {"rkdo": "-", "icon": "--"}
 REPORTED_MARKER = dict(marker="D", markersize=7, markerfacecolor="none", markeredgecolor="k",
@@ -288,6 +292,15 @@ def _mean_sd(sub: pd.DataFrame, dataset: str, method: str, epoch: int, metric: s
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else np.nan
 
 
+UNTRAINED_COLOR = "0.6"
+
+
+def _series_label(series: str, epoch: int) -> str:
+    if series == "untrained":
+        return "untrained encoder (epoch 0)"
+    return f"{METHOD_LABELS[series]}, {epoch} epoch{'s' if epoch != 1 else ''}"
+
+
 def fig3_rkdo_vs_icon(df: pd.DataFrame, reported: Reported | None = None,
                       protocol: str | None = None, rkdo_epoch: int = 2, icon_epoch: int = 5,
                       metric: str = "linear_eval") -> tuple[Figure, str]:
@@ -304,16 +317,19 @@ def fig3_rkdo_vs_icon(df: pd.DataFrame, reported: Reported | None = None,
             rep[(r.dataset, "rkdo", int(r.epochs))] = float(r.rkdo_mean)
             rep[(r.dataset, "icon", int(r.epochs))] = float(r.icon_mean)
     missing, tests, rep_drawn = [], [], False
-    w = 0.38
-    for k, (method, epoch) in enumerate((("rkdo", rkdo_epoch), ("icon", icon_epoch))):
+    # budget 0 first: the untrained encoder (the same weights for both methods at a seed;
+    # read from the RKDO runs) is the baseline both trained bars should beat
+    bars_spec = (("untrained", 0), ("rkdo", rkdo_epoch), ("icon", icon_epoch))
+    w = 0.8 / len(bars_spec)
+    for k, (series, epoch) in enumerate(bars_spec):
+        method = "rkdo" if series == "untrained" else series
         xs, hs, es, drawn = [], [], [], []
         for j, d in enumerate(datasets):
             ms = _mean_sd(sub, d, method, epoch, metric)
             if ms is None:
-                missing.append(f"{METHOD_LABELS[method]} at {epoch} epochs for "
-                               f"{dataset_label(d)}")
+                missing.append(f"{_series_label(series, epoch)} for {dataset_label(d)}")
                 continue
-            xs.append(j + (k - 0.5) * w)
+            xs.append(j + (k - (len(bars_spec) - 1) / 2) * w)
             hs.append(ms[0])
             es.append(ms[1])
             drawn.append(d)
@@ -322,10 +338,10 @@ def fig3_rkdo_vs_icon(df: pd.DataFrame, reported: Reported | None = None,
                         label=None if rep_drawn else "paper (Table 2)", **REPORTED_MARKER)
                 rep_drawn = True
         if xs:
-            bars = ax.bar(xs, hs, w * 0.95, color=colors[method],
-                          label=f"{METHOD_LABELS[method]}, {epoch} epochs")
+            bars = ax.bar(xs, hs, w * 0.95, color=colors.get(series, UNTRAINED_COLOR),
+                          label=_series_label(series, epoch))
             for patch, d in zip(bars.patches, drawn):
-                patch.set_gid(f"{method}/{d}")
+                patch.set_gid(f"{series}/{d}")
             _error_bars(ax, xs, hs, es)
     for d in datasets:
         seeds, r, i = paired_values(sub, d, protocol, metric, rkdo_epoch, icon_epoch)
@@ -343,7 +359,8 @@ def fig3_rkdo_vs_icon(df: pd.DataFrame, reported: Reported | None = None,
     caption = " ".join(filter(None, [
         f"Figure 3. {METRIC_LABELS[metric].capitalize()} of RKDO after {rkdo_epoch} epochs vs "
         f"I-Con after {icon_epoch} epochs ({100 * (1 - rkdo_epoch / icon_epoch):.0f} % fewer "
-        "epochs for RKDO), mean over seeds per dataset.",
+        "epochs for RKDO), mean over seeds per dataset; grey: the untrained encoder "
+        "(budget 0, identical for both methods at a seed), the baseline both should beat.",
         f"Error bars: {_SD_BARS}.",
         "Hollow diamonds: the paper's Table 2 at the same budgets." if rep_drawn else "",
         "Dotted: chance level, 1 / number of classes." if chance else "",
@@ -379,17 +396,21 @@ def fig4_early_learning(df: pd.DataFrame, reported: Reported | None = None,
         for r in reported.table4.itertuples():
             for m in ("rkdo", "icon"):
                 rep[(r.dataset, r.metric, m, reported.table4_epoch)] = getattr(r, f"{m}_mean")
-    combos = [(m, e) for e in epochs for m in ("rkdo", "icon")]
+    # budget 0 first: the untrained encoder (identical for both methods at a seed; read from
+    # the RKDO runs), the baseline every trained bar should beat
+    combos = [("untrained", 0)] + [(m, e) for e in epochs if e != 0 for m in ("rkdo", "icon")]
     w = 0.8 / len(combos)
     missing, rep_drawn, chance = set(), False, False
     for ax, metric in zip(axes, metrics):
-        for k, (method, epoch) in enumerate(combos):
+        for k, (series, epoch) in enumerate(combos):
+            method = "rkdo" if series == "untrained" else series
             xs, hs, es = [], [], []
             for j, d in enumerate(datasets):
                 ms = _mean_sd(sub, d, method, epoch, metric) if metric in sub else None
                 if ms is None:
-                    missing.add(f"{METHOD_LABELS[method]} at {epoch} epochs for "
-                                f"{dataset_label(d)}")
+                    who = ("the untrained encoder (epoch 0)" if series == "untrained"
+                           else f"{METHOD_LABELS[method]} at {epoch} epochs")
+                    missing.add(f"{who} for {dataset_label(d)}")
                     continue
                 x = j + (k - (len(combos) - 1) / 2) * w
                 xs.append(x)
@@ -401,11 +422,11 @@ def fig4_early_learning(df: pd.DataFrame, reported: Reported | None = None,
                             **REPORTED_MARKER)
                     rep_drawn = True
             if xs:
-                early = epoch == min(epochs)
-                ax.bar(xs, hs, w * 0.95, color=colors[method],
+                early = epoch == min(epochs) and series != "untrained"
+                ax.bar(xs, hs, w * 0.95, color=colors.get(series, UNTRAINED_COLOR),
                        alpha=0.55 if early and len(epochs) > 1 else 1.0,
                        hatch=".." if early and len(epochs) > 1 else None,
-                       label=f"{method}/{epoch}")
+                       label=f"{series}/{epoch}")
                 es = np.asarray(es, dtype=float)
                 ok = np.isfinite(es)
                 if ok.any():
@@ -419,9 +440,10 @@ def fig4_early_learning(df: pd.DataFrame, reported: Reported | None = None,
         ax.set_gid(metric)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    handles = [Patch(facecolor=colors[m], alpha=0.55 if e == min(epochs) and len(epochs) > 1
-                     else 1.0, hatch=".." if e == min(epochs) and len(epochs) > 1 else None,
-                     label=f"{METHOD_LABELS[m]}, {e} epoch{'s' if e != 1 else ''}")
+    handles = [Patch(facecolor=colors.get(m, UNTRAINED_COLOR),
+                     alpha=0.55 if e == min(epochs) and len(epochs) > 1 else 1.0,
+                     hatch=".." if e == min(epochs) and len(epochs) > 1 else None,
+                     label=_series_label(m, e))
                for m, e in combos]
     if rep_drawn:
         handles.append(Line2D([], [], label="paper (Tables 2, 4)", **REPORTED_MARKER))
@@ -431,7 +453,9 @@ def fig4_early_learning(df: pd.DataFrame, reported: Reported | None = None,
                fontsize=8)
     caption = " ".join(filter(None, [
         f"Figure 4. Early learning: RKDO and I-Con after {_list(epochs)} epochs, mean over "
-        f"seeds per dataset; panels: {', '.join(METRIC_LABELS[m] for m in metrics)}.",
+        f"seeds per dataset; panels: {', '.join(METRIC_LABELS[m] for m in metrics)}. Grey: "
+        "the untrained encoder (budget 0, identical for both methods at a seed), the "
+        "baseline every trained bar should beat.",
         f"Error bars: {_SD_BARS}.",
         "Hollow diamonds: the paper (linear eval from Table 2; all metrics at "
         f"{reported.table4_epoch} epochs from Table 4)." if rep_drawn else "",
@@ -516,12 +540,82 @@ def fig5_loss_curves(df: pd.DataFrame, reported: Reported | None = None,
     return fig, caption
 
 
+# ---------------------------------------------------------------------------- Fig 6
+
+
+def fig6_common_yardstick(df: pd.DataFrame, protocol: str | None = None
+                          ) -> tuple[Figure, str] | None:
+    """Figure 6 (not in the paper): the common yardstick against training length — one
+    panel per fixed objective (I-Con's, RKDO's), the RKDO-trained (solid) and I-Con-trained
+    (dashed) encoders scored with it on the same held-out images and views; beside them,
+    faint, each method's own training loss, the comparison the paper's Fig. 5 makes. None
+    when the metrics carry no yardstick.
+
+    Series gids: ``"<objective>/<method>/<dataset>"`` (e.g. ``"icon/rkdo/digits"``)."""
+    if not has_yardstick(df):
+        return None
+    sub, protocol = _select(df, protocol)
+    datasets = dataset_order(sub.dataset)
+    pal = dict(zip(datasets, _palette(len(datasets))))
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(YARDSTICK), sharey=False, squeeze=False).ravel()
+    ys = yardstick_comparison(sub)
+    tests = []
+    for ax, (key, label) in zip(axes, YARDSTICK.items()):
+        objective = key.removeprefix("yardstick_")
+        for d in datasets:
+            for method in ("rkdo", "icon"):
+                g = sub[(sub.dataset == d) & (sub.method == method)]
+                s = g.groupby("epoch")[key].agg(["mean", "std", "count"]).dropna(
+                    subset=["mean"]).sort_index()
+                if s.empty:
+                    continue
+                cont = ax.errorbar(s.index.to_numpy(), s["mean"].to_numpy(),
+                                   yerr=s["std"].fillna(0).to_numpy()
+                                   if (s["count"] > 1).any() else None,
+                                   color=pal[d], linestyle=METHOD_STYLE[method], marker="o",
+                                   markersize=4, capsize=3, linewidth=1.6)
+                cont.lines[0].set_gid(f"{objective}/{method}/{d}")
+        last = ys[(ys.scored_with == objective) & (ys.epoch == ys.epoch.max())]
+        for r in last.itertuples():
+            tests.append(f"{dataset_label(r.dataset)}, {label}, {int(r.epoch)} epochs: "
+                         f"RKDO-trained − I-Con-trained = {r.diff_mean:+.4f} "
+                         f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], p = {format_p(r.p_value)}, "
+                         f"Holm {format_p(r.p_holm)}")
+        ax.set_title(f"scored with the {label}")
+        ax.set_xlabel("training length (epochs; 0 = untrained encoder)")
+        ax.set_ylabel(f"{label} on held-out views (lower is better)")
+        ax.set_xticks(sorted(int(e) for e in sub.epoch.unique()))
+        ax.set_gid(objective)
+    handles = [Line2D([], [], color=pal[d], linewidth=2, label=dataset_label(d))
+               for d in datasets] if len(datasets) > 1 else []
+    handles += [Line2D([], [], color="k", linestyle=METHOD_STYLE[m],
+                       label=f"trained with {METHOD_LABELS[m]}") for m in ("rkdo", "icon")]
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=len(handles))
+    caption = " ".join(filter(None, [
+        "Figure 6 (not in the paper). The common yardstick: the encoders trained with RKDO "
+        "(solid) and with I-Con (dashed), each scored with the same fixed objectives — "
+        "I-Con's (left) and RKDO's (right), the run's loss settings — on the same held-out "
+        "test images and seeded views, in eval mode; epoch 0 is the untrained encoder "
+        "(identical for both methods at a seed). Where the solid line is not below the "
+        "dashed one, RKDO's lower training loss (Fig. 5, Table 1) is a property of its "
+        "objective, not a better encoder.",
+        f"Error bars: {_SD_BARS}.",
+        ("Test at the last budget (paired t-test across seeds, 95 % t-interval, Holm within "
+         "each objective over the trained budgets): " + "; ".join(tests) + ".")
+        if tests else "",
+        "Runs: " + run_facts(sub, protocol, datasets),
+    ]))
+    return fig, caption
+
+
 # ---------------------------------------------------------------------------- all
 
 
 def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
                   reported: Reported | None = None) -> list[tuple[str, Figure, str]]:
-    """Figures 1–5 for every protocol in the results: ``(name, fig, caption)``; names carry
+    """Figures 1–5 (and 6, the common yardstick, where measured) for every protocol in the
+    results: ``(name, fig, caption)``; names carry
     a ``_<protocol>`` suffix when there are several protocols."""
     comp = paired_comparison(df) if comp is None else comp
     protocols = sorted(df.protocol.unique())
@@ -533,6 +627,9 @@ def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
                  "fig3": fig3_rkdo_vs_icon(df, reported, p),
                  "fig4": fig4_early_learning(df, reported, p),
                  "fig5": fig5_loss_curves(df, reported, p)}
+        yard = fig6_common_yardstick(df, p)
+        if yard is not None:  # results made before the yardstick existed have none
+            drawn["fig6"] = yard
         out += [(FIGURE_NAMES[k] + suffix, fig, cap) for k, (fig, cap) in drawn.items()]
     return out
 

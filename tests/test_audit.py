@@ -178,3 +178,28 @@ def test_protocol_conclusions_flag_a_changed_conclusion():
     # one protocol only: nothing to compare, and the table says so
     single = table_protocols(paired_comparison(frame()))
     assert single.empty and "more than one protocol" in single.attrs["note"]
+
+
+def test_fig6_common_yardstick_draws_the_files_numbers():
+    from rkdo_core.figures import build_figures, close, fig6_common_yardstick
+
+    df = frame()
+    fig, caption = fig6_common_yardstick(df)
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.lines if ln.get_gid()}
+    assert sorted(lines) == ["icon/icon/digits", "icon/rkdo/digits", "rkdo/icon/digits",
+                             "rkdo/rkdo/digits"]
+    ln = lines["icon/rkdo/digits"]
+    assert list(ln.get_xdata()) == list(EPOCHS)  # budget 0 is a point
+    np.testing.assert_allclose(ln.get_ydata(), [_vals(df, "rkdo", e, "yardstick_icon").mean()
+                                                for e in EPOCHS])
+    r, i = _vals(df, "rkdo", 2, "yardstick_icon"), _vals(df, "icon", 2, "yardstick_icon")
+    from rkdo_core.tables import format_p
+
+    assert f"p = {format_p(sps.ttest_rel(r, i).pvalue)}" in caption
+    assert "seeds 1, 2, 3, 4, 5" in caption or "1, 2, 3, 4, 5" in caption
+    close(fig)
+    assert fig6_common_yardstick(frame(yardstick=False)) is None
+    names = [n for n, f, _ in build_figures(frame(yardstick=False))]
+    assert not any(n.startswith("fig6") for n in names)
+    names = [n for n, f, _ in build_figures(df)]
+    assert names[-1] == "fig6_common_yardstick"

@@ -130,6 +130,11 @@ def test_fig3_and_its_paired_test(data):
     i = _values(df, "cifar10", "icon", 5, "linear_eval")
     assert bars["RKDO, 2 epochs"].patches[0].get_height() == pytest.approx(r.mean())
     assert bars["I-Con, 5 epochs"].patches[0].get_height() == pytest.approx(i.mean())
+    # budget 0: the untrained encoder's bar, first, from the metrics files
+    u = _values(df, "cifar10", "rkdo", 0, "linear_eval")
+    assert list(bars)[0] == "untrained encoder (epoch 0)"
+    assert bars["untrained encoder (epoch 0)"].patches[0].get_height() == pytest.approx(u.mean())
+    assert "untrained encoder (budget 0" in caption
     assert f"p = {format_p(sps.ttest_rel(r, i).pvalue)}" in caption
     _assert_caption(caption)
     reported_y = sorted(np.concatenate([ln.get_ydata() for ln in fig.axes[0].lines
@@ -145,7 +150,10 @@ def test_fig4_panels_per_metric(data):
     assert sorted(axes) == sorted(["linear_eval", "nmi", "ari", "neighborhood_acc"])
     for metric, ax in axes.items():
         bars = _bars(ax)
-        assert sorted(bars) == ["icon/1", "icon/2", "rkdo/1", "rkdo/2"]
+        assert sorted(bars) == ["icon/1", "icon/2", "rkdo/1", "rkdo/2", "untrained/0"]
+        heights = [p.get_height() for p in bars["untrained/0"].patches]
+        np.testing.assert_allclose(heights, [_values(df, d, "rkdo", 0, metric).mean()
+                                             for d in ("cifar10", "digits")])
         heights = [p.get_height() for p in bars["icon/2"].patches]
         np.testing.assert_allclose(heights, [_values(df, d, "icon", 2, metric).mean()
                                              for d in ("cifar10", "digits")])
@@ -163,10 +171,12 @@ def test_smoke_grid_without_later_budgets_draws_what_exists():
         assert "42, 123, 456" in caption and "device: cpu" in caption
         close(fig)
     fig, caption = fig3_rkdo_vs_icon(df, rep)
-    assert "Not in the results (not drawn): I-Con at 5 epochs for digits" in caption
+    assert "Not in the results (not drawn): untrained encoder (epoch 0) for digits, I-Con, " \
+        "5 epochs for digits" in caption
     assert "Test: none" in caption and len(_bars(fig.axes[0])) == 1
     fig, caption = fig4_early_learning(df, rep)
-    assert "Not in the results" not in caption
+    assert caption.endswith("Not in the results (not drawn): the untrained encoder (epoch 0) "
+                            "for digits.")
     fig, caption = fig5_loss_curves(df, rep)
     assert "1 → 3, 2 → 6" in caption
     fig, caption = fig4_early_learning(df, rep, epochs=(1, 5))
