@@ -93,8 +93,8 @@ def _flops_per_step_text(df: pd.DataFrame) -> str:
         v = df[(df.method == method)]["flops_per_step"].dropna().astype(float)
         if len(v):
             lo, hi = v.min(), v.max()
-            parts.append(f"{METHOD_LABELS[method]} {lo:.4g}" if lo == hi
-                         else f"{METHOD_LABELS[method]} {lo:.4g}–{hi:.4g}")
+            parts.append(f"{METHOD_LABELS[method]} {lo:.6g}" if lo == hi
+                         else f"{METHOD_LABELS[method]} {lo:.6g}–{hi:.6g}")
     return f"FLOPs per optimizer step ({FLOP_CONVENTION}): {', '.join(parts)}."
 
 
