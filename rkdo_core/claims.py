@@ -514,9 +514,21 @@ def _claim_d(flops) -> list[dict]:
                      if "depth" in r and r.get("method", "rkdo") == "rkdo"}
         vals = "; ".join(f"depth {k}: {_g(float(v), 6)}" for k, v in sorted(per_depth.items())
                          if v is not None)
-        conv_text = (data.get("conventions") or {}).get(conv, "")
-        ev = (f"overhead {pct:.4g} % (paper: < {data.get('paper_overhead_pct', PAPER_OVERHEAD_PCT)}"
-              f" %){'; ' + vals if vals else ''}; device {data.get('device', 'not recorded')}"
+        conventions = data.get("conventions") or {}
+        conv_text = conventions.get(conv) or conventions.get(col) or conventions.get(
+            col.removesuffix("_median"), "")
+        extra = ""
+        if conv == "forward_profiler" and data.get("paper_overhead_reported_pct") is not None:
+            extra = (f"; the paper's own printed FLOPs give "
+                     f"{float(data['paper_overhead_reported_pct']):.4g} %")
+        paired = data.get("wall_time_paired_overhead_pct") or {}
+        if conv == "wall_time" and {"median", "p10", "p90"} <= set(paired):
+            extra = (f"; step-by-step paired overhead median {paired['median']:.3g} % "
+                     f"(p10 {paired['p10']:.3g} %, p90 {paired['p90']:.3g} %)")
+        paper = data.get("paper_overhead_pct", PAPER_OVERHEAD_PCT)
+        device = data.get("device", "not recorded")
+        ev = (f"overhead {pct:.4g} % (paper: < {paper} %){extra}"
+              f"{'; ' + vals if vals else ''}; device {device}"
               f"{'; ' + str(data['steps']) + ' steps measured' if 'steps' in data else ''}"
               f"{'; convention: ' + conv_text if conv_text else ''}.")
         out.append(_row(claim, source, ANY_PROTOCOL, [], ev,

@@ -241,8 +241,11 @@ def test_theory_rows_flip_and_read_checks_json(tmp_path):
 
 
 def _flops(fwd, fb, wall):
-    return {"device": "cpu", "conventions": {"forward_profiler": "fwd only",
-                                             "fwd_bwd_flopcounter": "fwd+bwd"},
+    return {"device": "cpu", "conventions": {"forward_profiler_flops": "fwd only",
+                                             "fwd_bwd_flopcounter_flops": "fwd+bwd",
+                                             "seconds_per_step": "wall"},
+            "paper_overhead_reported_pct": 0.0084,
+            "wall_time_paired_overhead_pct": {"median": wall, "p10": 0.0, "p90": 2 * wall},
             "rows": [{"method": "rkdo", "depth": 1, "forward_profiler_flops": 1e9,
                       "fwd_bwd_flopcounter_flops": 3e9, "seconds_per_step_median": 0.1},
                      {"method": "rkdo", "depth": 3, "forward_profiler_flops": 1e9 * (1 + fwd / 100),
@@ -259,6 +262,9 @@ def test_flops_rows_flip_per_convention(tmp_path):
     d = t[t.source.str.startswith("PAPER.md §1 d")]
     assert list(d.verdict) == [HOLDS, FAILS, FAILS]
     assert "overhead 0.01 %" in d.iloc[0].evidence and "fwd only" in d.iloc[0].evidence
+    assert "paper's own printed FLOPs give 0.0084 %" in d.iloc[0].evidence
+    assert "depth 1: 3e+09; depth 3: 3.015e+09" in d.iloc[1].evidence
+    assert "paired overhead median 3 %" in d.iloc[2].evidence and "wall" in d.iloc[2].evidence
     path = tmp_path / "flops.json"
     path.write_text(json.dumps(_flops(0.5, 0.01, 0.0)))
     d = claims_checklist(df, flops=path)
