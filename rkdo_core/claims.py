@@ -32,11 +32,11 @@ import pandas as pd
 from .stats import (
     METHOD_LABELS,
     dataset_label,
-    holm,
+    gap_beyond_step0,
     paired_comparison,
     paired_stats,
     paired_values,
-    per_seed_improvement,
+    yardstick_verdicts,
 )
 from .tables import _finish, dataset_order, format_p, table_markdown
 
@@ -215,91 +215,74 @@ def _claim_a(df, protocol, datasets) -> dict:
 
 def _claim_a_step0(df, protocol, datasets) -> dict:
     claim = "(audit) the loss gap is produced by training, not present at step 0"
-    rule = (f"per dataset: the per-seed improvement % at the last budget minus that of the "
-            f"untrained encoder (epoch 0), paired over seeds, has its 95 % CI above 0, and the "
-            f"step-0 gap is less than {STEP0_SHARE_MAX:.0%} of the final gap; holds if so on "
-            f"every dataset; not testable without epoch 0")
+    rule = (f"per dataset, at the last trained budget (rkdo_core.stats.gap_beyond_step0): the "
+            f"per-seed improvement % minus that of the untrained encoder (epoch 0), paired "
+            f"over seeds, has its 95 % CI above 0, and the step-0 gap is less than "
+            f"{STEP0_SHARE_MAX:.0%} of the final gap; holds if so on every dataset; not "
+            f"testable without epoch 0 or with fewer than 2 seeds")
+    gaps = gap_beyond_step0(df) if "train_loss" in df else pd.DataFrame()
     parts, verdicts = [], []
     for d in datasets:
-        g = df[df.dataset == d]
-        epochs = sorted(int(e) for e in g.epoch.unique())
-        trained = [e for e in epochs if e > 0]
-        if 0 not in epochs or not trained or "train_loss" not in g:
+        g = gaps[gaps.dataset == d] if not gaps.empty else gaps
+        if g.empty or g[g.epoch == g.epoch.max()].n_seeds.iloc[0] < 2:
+            epochs = sorted(int(e) for e in df[df.dataset == d].epoch.unique())
             verdicts.append(UNTESTABLE)
-            parts.append(f"{dataset_label(d)}: epoch 0 or a trained budget missing "
-                         f"(budgets {epochs})")
+            parts.append(f"{dataset_label(d)}: epoch 0, a trained budget or 2 paired seeds "
+                         f"missing (budgets {epochs})")
             continue
-        last = trained[-1]
-        s0, r0, i0 = paired_values(df, d, protocol, "train_loss", 0, 0)
-        s1, r1, i1 = paired_values(df, d, protocol, "train_loss", last, last)
-        seeds = sorted(set(s0) & set(s1))
-        if len(seeds) < 2:
-            verdicts.append(UNTESTABLE)
-            parts.append(f"{dataset_label(d)}: fewer than 2 seeds at epoch 0 and {last}")
-            continue
-        k0, k1 = [s0.index(s) for s in seeds], [s1.index(s) for s in seeds]
-        imp0 = per_seed_improvement(r0[k0], i0[k0], True)
-        imp1 = per_seed_improvement(r1[k1], i1[k1], True)
-        g0 = 100.0 * (i0[k0].mean() - r0[k0].mean()) / i0[k0].mean()
-        g1 = 100.0 * (i1[k1].mean() - r1[k1].mean()) / i1[k1].mean()
-        share = g0 / g1 if g1 > 0 else np.nan
-        st = paired_stats(imp1, imp0)
-        ok = g1 > 0 and np.isfinite(st["ci_low"]) and st["ci_low"] > 0 and share < STEP0_SHARE_MAX
+        r = g[g.epoch == g.epoch.max()].iloc[0]
+        share = r.share_at_step0_pct / 100.0 if r.improvement_pct > 0 else np.nan
+        ok = (r.improvement_pct > 0 and np.isfinite(r.beyond_ci_low) and r.beyond_ci_low > 0
+              and share < STEP0_SHARE_MAX)
         verdicts.append(HOLDS if ok else FAILS)
-        steps = _steps(df, d, protocol, "rkdo", last)
-        share_txt = (f"{100 * share:.0f} % of the final gap exists at step 0" if np.isfinite(share)
-                     else "no final gap")
+        steps = _steps(df, d, protocol, "rkdo", int(r.epoch))
+        share_txt = (f"{100 * share:.0f} % of the final gap exists at step 0"
+                     if np.isfinite(share) else "no final gap")
+        st = {"ci_low": r.beyond_ci_low, "ci_high": r.beyond_ci_high, "p_value": r.beyond_p}
         parts.append(
-            f"{dataset_label(d)}: gap at step 0 {g0:.2f} %, at {last} epochs"
-            f"{f' ({int(steps)} steps)' if np.isfinite(steps) else ''} {g1:.2f} % — "
-            f"{share_txt}; beyond step 0 {st['diff_mean']:+.2f} points ({_test(st, len(seeds))})")
+            f"{dataset_label(d)}: gap at step 0 {r.gap0_pct:.2f} %, at {int(r.epoch)} epochs"
+            f"{f' ({int(steps)} steps)' if np.isfinite(steps) else ''} "
+            f"{r.improvement_pct:.2f} % — {share_txt}; beyond step 0 {r.beyond_mean:+.2f} "
+            f"points ({_test(st, int(r.n_seeds))})")
     return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
                 "; ".join(parts) + ".", _all(verdicts), rule)
 
 
 def _claim_a_yardstick(df, protocol, datasets) -> dict:
     claim = "(audit) RKDO's lower loss survives the common yardstick"
-    rule = (f"at every trained budget of every dataset, the RKDO-trained encoder scores lower "
-            f"than the I-Con-trained one on both fixed objectives ({', '.join(YARDSTICKS.values())}"
-            f", held-out images, fixed views) with Holm-corrected paired p < {ALPHA} (Holm over "
-            "the protocol's dataset × budget × objective comparisons); not testable where the "
-            "yardstick was not measured")
+    rule = (f"per dataset, at the last trained budget (rkdo_core.stats.yardstick_verdicts): "
+            f"the RKDO-trained encoder scores lower than the I-Con-trained one on both fixed "
+            f"objectives ({', '.join(YARDSTICKS.values())}; held-out images, fixed seeded "
+            f"views), each with a paired p, Holm-adjusted over the protocol's trained budgets, "
+            f"below {ALPHA}; holds if so on every dataset; not testable where the yardstick "
+            "was not measured")
     missing = [c for c in YARDSTICKS if not _measured(df, c)]
     if missing:
         return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
                     f"not measured: the metrics files hold no {', '.join(missing)} (results "
                     "from before the yardstick was added to the evaluation).", UNTESTABLE, rule)
-    tests = []
-    for d in datasets:
-        for e in sorted(int(x) for x in df[df.dataset == d].epoch.unique() if x > 0):
-            for col in YARDSTICKS:
-                seeds, r, i = paired_values(df, d, protocol, col, e, e)
-                ok = ~(np.isnan(r) | np.isnan(i))
-                if ok.sum() < 2:
-                    continue
-                tests.append({"dataset": d, "epoch": e, "objective": col, "n": int(ok.sum()),
-                              "rkdo": float(r[ok].mean()), "icon": float(i[ok].mean()),
-                              **paired_stats(r[ok], i[ok])})
-    if not tests:
-        return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
-                    "not measured at any trained budget with 2+ seeds.", UNTESTABLE, rule)
-    t = pd.DataFrame(tests)
-    t["p_holm"] = holm(t.p_value.to_numpy())
-    t["ok"] = (t.diff_mean < 0) & (t.p_holm < ALPHA)
+    ver = yardstick_verdicts(df)
     verdicts, parts = [], []
     for d in datasets:
-        td = t[t.dataset == d]
-        if td.empty:
+        v = ver[ver.dataset == d]
+        if v.empty or v.outcome.iloc[0] == "not measured":
             verdicts.append(UNTESTABLE)
+            parts.append(f"{dataset_label(d)}: not measured at the last trained budget")
             continue
-        verdicts.append(HOLDS if td.ok.all() else FAILS)
-        last = td[td.epoch == td.epoch.max()]
-        bits = [f"{YARDSTICKS[r.objective]} RKDO {r.rkdo:.4g} vs I-Con {r.icon:.4g}, "
-                f"RKDO − I-Con {r.diff_mean:+.3g} ({_ci(dict(r._asdict()))}, Holm p = "
-                f"{format_p(r.p_holm)}, n = {r.n})" for r in last.itertuples()]
-        parts.append(f"{dataset_label(d)}: RKDO significantly lower on {int(td.ok.sum())} of "
-                     f"{len(td)} (budget, objective) comparisons; at {int(td.epoch.max())} "
-                     f"epochs: " + "; ".join(bits))
+        v = v.iloc[0]
+        verdicts.append(HOLDS if v.survives else FAILS)
+        bits = []
+        for key, label in YARDSTICKS.items():
+            k = key.removeprefix("yardstick_")
+            st = {"ci_low": v[f"{k}_ci_low"], "ci_high": v[f"{k}_ci_high"]}
+            bits.append(f"{label}: RKDO-trained {v[f'{k}_rkdo_mean']:.4g} vs I-Con-trained "
+                        f"{v[f'{k}_icon_mean']:.4g}, difference {v[f'{k}_diff_mean']:+.3g} "
+                        f"({_ci(st)}, Holm p = {format_p(v[f'{k}_p_holm'])}, "
+                        f"n = {int(v[f'{k}_n_seeds'])})")
+        own = (f"; on its own objective RKDO is {v.own_gap_pct:.2f} % below"
+               if np.isfinite(v.own_gap_pct) else "")
+        parts.append(f"{dataset_label(d)} at {int(v.epoch)} epochs: {v.outcome}{own}; "
+                     + "; ".join(bits))
     return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
                 "; ".join(parts) + ".", _all(verdicts), rule)
 
