@@ -37,7 +37,7 @@ FIGURE_NAMES = {"fig1": "fig1_loss_improvement_by_dataset",
                 "fig2": "fig2_loss_improvement_by_budget",
                 "fig3": "fig3_rkdo2_vs_icon5", "fig4": "fig4_early_learning",
                 "fig5": "fig5_loss_vs_training_length",
-                "fig6": "fig6_common_yardstick"}
+                "fig6": "fig6_common_yardstick", "fig7": "fig7_compute_matched"}
 EVAL_METRICS = [m for m in METRICS if not METRICS[m]]
 METHOD_STYLE = {"rkdo": "-", "icon": "--"}
 REPORTED_MARKER = dict(marker="D", markersize=7, markerfacecolor="none", markeredgecolor="k",
@@ -630,6 +630,9 @@ def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
         yard = fig6_common_yardstick(df, p)
         if yard is not None:  # results made before the yardstick existed have none
             drawn["fig6"] = yard
+        from .compute import fig_compute_matched  # imports this module
+
+        drawn["fig7"] = fig_compute_matched(df, p)
         out += [(FIGURE_NAMES[k] + suffix, fig, cap) for k, (fig, cap) in drawn.items()]
     return out
 

@@ -48,7 +48,8 @@ NO_COUNTERPART = "—"
 TABLE_NAMES = {"table1": "table1_training_loss", "table2": "table2_linear_eval",
                "table3": "table3_early_rkdo_vs_late_icon", "table4": "table4_all_metrics",
                "yardstick": "table5_common_yardstick",
-               "protocols": "table6_paper_vs_full_protocol"}
+               "protocols": "table6_paper_vs_full_protocol",
+               "compute": "table7_compute_matched", "claims": "claims_checklist"}
 
 
 @dataclass(frozen=True)
@@ -671,17 +672,28 @@ def table_protocols(comp: pd.DataFrame) -> pd.DataFrame:
 
 def build_tables(df: pd.DataFrame, comp: pd.DataFrame | None = None,
                  reported: Reported | None = None, *, table4_epoch: int = 2,
-                 table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS
-                 ) -> dict[str, pd.DataFrame]:
-    """Tables 1–4 and the audit's Tables 5 (common yardstick) and 6 (protocols), keyed by
-    their file names (:data:`TABLE_NAMES`)."""
+                 table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
+                 flops=None, theory_checks=None) -> dict[str, pd.DataFrame]:
+    """Tables 1–4, the audit's Tables 5 (common yardstick), 6 (protocols) and 7
+    (compute-matched), and the claims checklist, keyed by their file names
+    (:data:`TABLE_NAMES`). ``flops`` / ``theory_checks``: ``rkdo flops``' JSON and the
+    theory notebook's ``checks.json`` (paths or loaded; absent -> "not testable")."""
+    # imported here: both modules import this one
+    from .claims import claims_checklist
+    from .compute import compute_matched_table
+
     comp = paired_comparison(df) if comp is None else comp
     return {TABLE_NAMES["table1"]: table1(comp, reported, gap_beyond_step0(df)),
             TABLE_NAMES["table2"]: table2(comp, reported),
             TABLE_NAMES["table3"]: table3(df, reported, table3_pairs),
             TABLE_NAMES["table4"]: table4(comp, reported, table4_epoch),
             TABLE_NAMES["yardstick"]: table_yardstick(df),
-            TABLE_NAMES["protocols"]: table_protocols(comp)}
+            TABLE_NAMES["protocols"]: table_protocols(comp),
+            TABLE_NAMES["compute"]: compute_matched_table(df),
+            TABLE_NAMES["claims"]: claims_checklist(df, flops=flops,
+                                                    theory_checks=theory_checks,
+                                                    reported=reported,
+                                                    table3_pairs=table3_pairs)}
 
 
 def table_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
@@ -770,6 +782,17 @@ def manifest(out_dir: str | Path, df: pd.DataFrame, *, tables: list[dict],
     }
 
 
+def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> dict:
+    """The manifest's audit entries: the yardstick sentences and the claims' verdicts."""
+    from .stats import yardstick_sentences
+
+    claims = tables.get(TABLE_NAMES["claims"])
+    return {"comparison": "comparison.csv",
+            "yardstick_sentences": yardstick_sentences(df),
+            "claims": [] if claims is None or claims.empty else
+            claims[["claim", "source", "protocol", "verdict"]].to_dict("records")}
+
+
 def write_manifest(out_dir: str | Path, data: dict) -> Path:
     path = Path(out_dir) / "aggregate.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -777,11 +800,19 @@ def write_manifest(out_dir: str | Path, data: dict) -> Path:
     return path
 
 
+def default_audit_inputs(results_dir: str | Path) -> tuple[Path, Path]:
+    """Where ``make reproduce`` writes ``rkdo flops``' JSON and the theory notebook's
+    checks below a results folder."""
+    return Path(results_dir) / "flops.json", Path(results_dir) / "theory" / "checks.json"
+
+
 def aggregate(results_dir: str | Path, out_dir: str | Path,
               reported_path: str | Path | None = None, table4_epoch: int = 2,
-              table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS) -> dict:
+              table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
+              flops_path: str | Path | None = None,
+              theory_checks_path: str | Path | None = None) -> dict:
     """Everything 05_aggregate.ipynb does, without the notebook: read the complete runs,
-    write Tables 1–4 into ``out_dir/tables``, Figures 1–5 into ``out_dir/figures``, the
+    write the tables into ``out_dir/tables``, the figures into ``out_dir/figures``, the
     paired comparison into ``out_dir/comparison.csv`` and ``out_dir/aggregate.json``.
     Returns the manifest."""
     from . import figures as figs
@@ -790,14 +821,17 @@ def aggregate(results_dir: str | Path, out_dir: str | Path,
     df = load_metrics(results_dir)
     skipped = incomplete_runs(results_dir)
     reported = load_reported(reported_path)
+    flops_default, theory_default = default_audit_inputs(results_dir)
     comp = paired_comparison(df)
     out_dir.mkdir(parents=True, exist_ok=True)
     comp.to_csv(out_dir / "comparison.csv", index=False)
-    tables = write_tables(build_tables(df, comp, reported, table4_epoch=table4_epoch,
-                                       table3_pairs=table3_pairs), out_dir / "tables")
+    built = build_tables(df, comp, reported, table4_epoch=table4_epoch,
+                         table3_pairs=table3_pairs, flops=flops_path or flops_default,
+                         theory_checks=theory_checks_path or theory_default)
+    tables = write_tables(built, out_dir / "tables")
     figures = figs.write_figures(figs.build_figures(df, comp, reported), out_dir / "figures")
     data = manifest(out_dir, df, tables=tables, figures=figures, skipped=skipped,
                     results_dir=results_dir, sentences=epoch0_gap_sentences(df),
-                    extra={"comparison": "comparison.csv"})
+                    extra=audit_extra(df, built))
     write_manifest(out_dir, data)
     return data

@@ -202,4 +202,4 @@ def test_fig6_common_yardstick_draws_the_files_numbers():
     names = [n for n, f, _ in build_figures(frame(yardstick=False))]
     assert not any(n.startswith("fig6") for n in names)
     names = [n for n, f, _ in build_figures(df)]
-    assert names[-1] == "fig6_common_yardstick"
+    assert names[-2:] == ["fig6_common_yardstick", "fig7_compute_matched"]

@@ -194,7 +194,7 @@ def test_caption_facts_and_protocol_choice(data):
     assert "(fewer for: digits 3)" in run_facts(fewer)
     names = [n for n, fig, _ in build_figures(both)]
     assert names == [f"{FIGURE_NAMES[k]}_{p}" for p in ("full", "paper")
-                     for k in ("fig1", "fig2", "fig3", "fig4", "fig5")]
+                     for k in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7")]
 
 
 def test_save_figure_writes_png_and_pdf(data, tmp_path):
