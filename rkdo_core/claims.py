@@ -345,8 +345,9 @@ def _claim_b(df, protocol, datasets, pairs) -> dict:
                 f"RKDO@{re_} {t['rkdo']:.4f} vs I-Con@{ie} {t['icon']:.4f} ({saved:.0f} % "
                 f"fewer {what}): RKDO − I-Con {t['diff_mean']:+.4f} ({_test(t, len(t['seeds']))}"
                 f"), δ = {delta:.4f} → {'comparable' if comparable else 'not shown comparable'};"
-                f" control I-Con@{re_} {c['early']:.4f} − I-Con@{ie} {c['diff_mean']:+.4f} "
-                f"({_ci(c)}) → {'also comparable' if control else 'not comparable'}")
+                f" control I-Con@{re_} {c['early']:.4f} vs I-Con@{ie}: difference "
+                f"{c['diff_mean']:+.4f} ({_ci(c)}) → "
+                f"{'also comparable' if control else 'not comparable'}")
         if not tested:
             verdicts.append(UNTESTABLE)
             parts.append(f"{dataset_label(d)}: no (early, late) pair with both budgets and "
