@@ -89,7 +89,7 @@ def test_old_results_without_flops_say_not_measured(tmp_path):
     assert set(t.metric) == {"linear_eval", "yardstick_icon"}
     t = compute_matched_table(frame(yardstick=False), metrics=("yardstick_icon",))
     assert t.empty and "not measured" in t.attrs["note"]
-    files = write_table(compute_matched_table(frame()), tmp_path, "table5_compute_matched")
+    files = write_table(compute_matched_table(frame()), tmp_path, "table7_compute_matched")
     assert pd.read_csv(files[0]).shape[0] == 12
     with pytest.raises(ValueError, match="invalid metric 'loss'"):
         compute_matched_table(frame(), metrics=("loss",))
