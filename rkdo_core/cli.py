@@ -1,4 +1,4 @@
-"""The ``rkdo`` command line: train, evaluate, grid, aggregate, theory, bench.
+"""The ``rkdo`` command line: train, evaluate, grid, verify, aggregate, theory, bench.
 
 Every RunConfig field is an option (``--steps-per-epoch``, ``--alpha`` …), generated from
 the dataclass so the CLI and the config cannot drift apart. Options not given keep the
@@ -138,10 +138,26 @@ def cmd_grid(args) -> int:
         print(f"{n} runs: {counts}; would run the pending and failed ones and refuse those "
               f"with another config; nothing was started (--dry-run)")
         return 0
+    if args.scheduler is not None and args.backend != "dask":
+        raise ConfigError("--scheduler", args.scheduler, "only goes with --backend dask")
+    if args.slurm_options is not None and args.backend != "slurm":
+        raise ConfigError("--slurm-options", args.slurm_options,
+                          "only goes with --backend slurm")
+    slurm_options = None
+    if args.backend == "slurm":
+        from .backends import load_slurm_options
+
+        slurm_options = load_slurm_options(args.slurm_options)
     report = run_grid(spec, out, workers=args.workers, override=override,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, backend=args.backend,
+                      scheduler=args.scheduler, slurm_options=slurm_options,
+                      check_data=not args.no_data_check)
+    elsewhere = report.count("running elsewhere")
     print(f"{n} runs: {report.count('complete')} completed now, {report.count('skipped')} "
-          f"already complete, {len(report.failed)} failed ({report.seconds:.0f} s)")
+          f"already complete, {len(report.failed)} failed"
+          + (f", {elsewhere} running elsewhere (locked by another grid; re-run "
+             "later to pick up what it leaves)" if elsewhere else "")
+          + f" ({report.seconds:.0f} s)")
     if report.failed:
         print(f"rkdo: {len(report.failed)} run(s) failed:", file=sys.stderr)
         for o in report.failed:
@@ -150,6 +166,15 @@ def cmd_grid(args) -> int:
         return 1
     print(f"next: rkdo aggregate {out}")
     return 0
+
+
+def cmd_verify(args) -> int:
+    """Re-check a results folder's runs against their recorded checksums."""
+    from .integrity import format_report, verify_results
+
+    checks = verify_results(args.results_dir)
+    print(format_report(checks, args.results_dir))
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def _notebook_failed(name: str, error, folder) -> int:
@@ -234,8 +259,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a RunConfig field for every run (repeatable), e.g. device=cuda")
     p.add_argument("--dry-run", action="store_true",
                    help="list every run and whether it is complete, then stop")
+    p.add_argument("--backend", choices=["local", "dask", "slurm"], default="local",
+                   help="where runs execute: local (this machine, default), dask (a Dask "
+                        "cluster; embedded LocalCluster of --workers processes unless "
+                        "--scheduler), slurm (submitit job array; --slurm-options)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="address of a running Dask scheduler (--backend dask)")
+    p.add_argument("--slurm-options", metavar="FILE",
+                   help="YAML file of SLURM options: partition, time, gpus_per_node, ... "
+                        "(see params/slurm.example.yaml; --backend slurm)")
+    p.add_argument("--no-data-check", action="store_true",
+                   help="skip loading every dataset before the runs start (for a submitting "
+                        "machine that does not see the workers' data root)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("verify", help="re-check a results folder: list missing, partial or "
+                       "altered runs (recorded sha256); exit 1 if any")
+    p.add_argument("results_dir")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("aggregate", help="tables, figures, HTML and index.html of a results "
                        "folder (executes notebooks/05_aggregate.ipynb)")
@@ -280,6 +322,19 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"rkdo: training failed: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from .grid import describe_os_error
+
+        print(f"rkdo: error: {describe_os_error(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rkdo: interrupted; complete runs are kept, re-run the same command to "
+              "resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

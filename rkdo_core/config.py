@@ -401,7 +401,38 @@ def load_params(path: str | Path) -> GridSpec:
         raise FileNotFoundError(f"params file {str(p)!r} not found"
                                 + (f"; params files there: {near}" if near else ""))
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), "(not text)", "must be a UTF-8 YAML file") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader())
+    except ConfigError as e:  # a duplicate key: say which file
+        raise ConfigError(f"{p}: {e.field}", e.value, e.allowed) from None
     except yaml.YAMLError as e:
         raise ConfigError(str(p), "(unparsable YAML)", f"must be valid YAML: {e}") from None
+    if data is None:
+        raise ConfigError(str(p), "(empty file)", "a params file must hold at least "
+                          "datasets, seeds and epochs; e.g. params/smoke.yaml")
     return grid_from_dict(data, name=p.stem, source=str(p))
+
+
+def _unique_key_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the
+        last silently, so `seeds:` written twice would drop the first list)."""
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(str(key), "(given twice)",
+                                  f"a key may appear once per mapping (line "
+                                  f"{key_node.start_mark.line + 1})")
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader

@@ -10,7 +10,13 @@ end. Executed notebooks are written under a temporary name and renamed into plac
 their execution ends (successfully or not), so a killed grid never leaves half a notebook
 under a record's name.
 
-Runs execute in a thread pool of ``workers`` threads; each thread only waits on its own
+Where the runs execute is a back-end (rkdo_core.backends: ``local``, ``dask``, ``slurm``);
+one task is one run, which takes the run's lock (``RUN/.lock``, flock) so that two grids on
+one folder never execute the same run. ``run_complete.json`` records the sha256 and size of
+every file it lists (``rkdo verify`` re-checks them). Before any work starts the grid checks
+that the results folder is writable and that every dataset's files are present and intact.
+
+Locally, runs execute in a thread pool of ``workers`` threads; each thread only waits on its own
 papermill kernel (a separate process), which does the work. On a CPU every run then gets
 ``cores // workers`` torch threads unless the params file sets ``threads`` (two 1-thread
 runs side by side did 1.38x the work of one 2-thread run on the 2-core machine here).
@@ -18,16 +24,21 @@ runs side by side did 1.38x the work of one 2-thread run on the 2-core machine h
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import GridSpec, RunConfig
+from .config import ConfigError, GridSpec, RunConfig
+from .integrity import checksums, leftover_temporaries, size_changes
 from .runio import git_state, read_json, write_json_atomic
 
 # the completion rule lives with the aggregation (which must not import torch to apply it)
@@ -78,7 +89,7 @@ def expected_files(cfg: RunConfig) -> list[str]:
 class RunOutcome:
     label: str
     run_dir: Path
-    status: str  # "complete" | "skipped" | "failed"
+    status: str  # "complete" | "skipped" | "failed" | "running elsewhere"
     seconds: float = 0.0
     error: str | None = None
     notebook: Path | None = None  # the executed notebook that shows the error
@@ -131,6 +142,10 @@ def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunO
     t0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_COMPLETE).unlink(missing_ok=True)
+    # what an interrupted write left (a .partial- notebook, an atomic write's .tmp): the
+    # caller holds the run's lock, so nobody is writing these now
+    for leftover in leftover_temporaries(run_dir):
+        (run_dir / leftover).unlink(missing_ok=True)
     kernel_errors = []
     for _attempt in range(KERNEL_ATTEMPTS):
         nb = run_dir / TRAIN_NOTEBOOK
@@ -147,7 +162,12 @@ def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunO
                            nb)
         except _MissingFiles as e:
             return _failed(label, run_dir, t0, str(e), nb)
-        except Exception as e:  # dead kernel, no kernel, disk full, …: maybe once more
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):  # would fail the same way again
+                return _failed(label, run_dir, t0, describe_os_error(e), None,
+                               tb=traceback.format_exc())
+            kernel_errors.append((f"{type(e).__name__}: {e}", traceback.format_exc(), nb))
+        except Exception as e:  # dead kernel, no kernel, …: maybe once more
             kernel_errors.append((f"{type(e).__name__}: {e}", traceback.format_exc(), nb))
     else:
         msg, tb, nb = kernel_errors[-1]
@@ -155,21 +175,41 @@ def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunO
             msg += f" ({len(kernel_errors)} attempts)"
         return _failed(label, run_dir, t0, msg, nb if nb.exists() else None, tb=tb)
     seconds = time.perf_counter() - t0
-    (run_dir / RUN_FAILED).unlink(missing_ok=True)
-    write_json_atomic(run_dir / RUN_COMPLETE, {
-        "run": label, "config": cfg.to_dict(), "files": expected_files(cfg),
-        "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "kernel_errors_retried": [m for m, _, _ in kernel_errors], "git": git_state()})
+    try:
+        (run_dir / RUN_FAILED).unlink(missing_ok=True)
+        files = expected_files(cfg)
+        write_json_atomic(run_dir / RUN_COMPLETE, {
+            "run": label, "config": cfg.to_dict(), "files": files,
+            "checksums": checksums(run_dir, files),
+            "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "kernel_errors_retried": [m for m, _, _ in kernel_errors], "git": git_state()})
+    except OSError as e:  # disk full, folder gone or read-only: the run stays incomplete
+        (run_dir / RUN_COMPLETE).unlink(missing_ok=True)
+        return _failed(label, run_dir, t0, f"could not record the run as complete: "
+                       f"{describe_os_error(e)}", None)
     return RunOutcome(label, run_dir, "complete", seconds)
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for a write error, saying plainly when the disk is full."""
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    if e.errno == errno.ENOSPC:
+        return f"disk full: no space left on device{where}; free space and re-run the grid"
+    if e.errno == errno.EDQUOT:
+        return f"disk quota exceeded{where}; free space and re-run the grid"
+    return f"{type(e).__name__}: {e}"
 
 
 def _failed(label: str, run_dir: Path, t0: float, error: str, notebook: Path | None,
             tb: str | None = None) -> RunOutcome:
     seconds = time.perf_counter() - t0
-    write_json_atomic(run_dir / RUN_FAILED, {
-        "run": label, "error": error, "notebook": str(notebook) if notebook else None,
-        "traceback": tb, "seconds": round(seconds, 1),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    try:
+        write_json_atomic(run_dir / RUN_FAILED, {
+            "run": label, "error": error, "notebook": str(notebook) if notebook else None,
+            "traceback": tb, "seconds": round(seconds, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    except OSError as e:  # e.g. the disk is full: the outcome still says what happened
+        error += f" (and {RUN_FAILED} could not be written: {describe_os_error(e)})"
     return RunOutcome(label, run_dir, "failed", seconds, error, notebook)
 
 
@@ -182,28 +222,71 @@ def _config_change(run_dir: Path, cfg: RunConfig) -> str | None:
     return ", ".join(run_config_differences(old, cfg.to_dict())) or None
 
 
+def complete_state(run_dir: Path, cfg: RunConfig) -> tuple[str, str]:
+    """``(state, detail)`` of a run folder as far as completeness goes: ``complete``,
+    ``other config`` (complete, made with other settings), ``altered`` (complete, but a
+    listed file's size differs from the recorded one), ``failed before`` or ``pending``."""
+    if is_complete(run_dir):
+        differs = _config_change(run_dir, cfg)
+        if differs:
+            return ("other config",
+                    f"holds a complete run with a different config ({differs}); "
+                    "use another --out, or delete the run folder to redo it")
+        changed = size_changes(run_dir, read_json(run_dir / RUN_COMPLETE))
+        if changed:
+            return ("altered", f"complete, but {', '.join(changed)} changed size since it was "
+                    f"recorded; see `rkdo verify`, and delete the run folder to redo it")
+        return "complete", ""
+    if (run_dir / RUN_FAILED).exists():
+        return "failed before", str(read_json(run_dir / RUN_FAILED).get("error"))
+    return "pending", ""
+
+
 def plan_grid(configs: list[RunConfig], out: str | Path
               ) -> list[tuple[RunConfig, Path, str, str]]:
     """(config, run folder, state, detail) per run, without running anything. States:
     ``complete`` (skipped), ``other config`` (complete, but made with other settings:
-    refused), ``failed before`` (has run_failed.json: tried again), ``pending``."""
+    refused), ``altered`` (complete, but a file changed size: refused), ``running
+    elsewhere`` (another live process holds its lock: left to it), ``failed before`` (has
+    run_failed.json: tried again), ``pending``."""
+    from .backends import lock_holder
+
     plan = []
     for cfg in configs:
         run_dir = run_dir_for(out, cfg).resolve()
-        if is_complete(run_dir):
-            differs = _config_change(run_dir, cfg)
-            if differs:
-                plan.append((cfg, run_dir, "other config",
-                             f"holds a complete run with a different config ({differs}); "
-                             "use another --out, or delete the run folder to redo it"))
-            else:
-                plan.append((cfg, run_dir, "complete", ""))
-        elif (run_dir / RUN_FAILED).exists():
-            plan.append((cfg, run_dir, "failed before",
-                         str(read_json(run_dir / RUN_FAILED).get("error"))))
-        else:
-            plan.append((cfg, run_dir, "pending", ""))
+        state, detail = complete_state(run_dir, cfg)
+        if state in ("pending", "failed before"):
+            holder = lock_holder(run_dir)
+            if holder:
+                state, detail = "running elsewhere", f"locked by {holder}"
+        plan.append((cfg, run_dir, state, detail))
     return plan
+
+
+def check_writable(out: Path) -> None:
+    """ConfigError naming the folder when results cannot be written there."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".rkdo-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError("--out", str(out), "the results folder must be writable; "
+                          + describe_os_error(e)) from None
+
+
+def check_datasets(configs: list[RunConfig]) -> None:
+    """Load every dataset the grid needs once, before any run starts: missing or truncated
+    files (md5 checked by torchvision) raise DatasetUnavailableError naming them. This also
+    downloads a missing dataset once, where the network allows, instead of in every run."""
+    from .data import load_dataset
+
+    seen = set()
+    for cfg in configs:
+        key = (cfg.dataset, cfg.data_root, cfg.image_size)
+        if key not in seen:
+            seen.add(key)
+            load_dataset(cfg.dataset, data_root=cfg.data_root, image_size=cfg.image_size)
 
 
 def default_threads(workers: int) -> int:
@@ -213,67 +296,108 @@ def default_threads(workers: int) -> int:
 def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
              override: dict[str, Any] | None = None, kernel: str | None = None,
              progress: bool = True,
-             on_outcome: Callable[[RunOutcome], None] | None = None) -> GridReport:
+             on_outcome: Callable[[RunOutcome], None] | None = None,
+             backend: str = "local", scheduler: str | None = None,
+             slurm_options: dict[str, Any] | None = None,
+             check_data: bool = True) -> GridReport:
     """Execute every incomplete run of ``spec`` into ``out``; returns what happened to each.
 
     ``override`` sets RunConfig fields for every run (e.g. ``data_root``, ``device``).
+    ``backend`` is ``local``, ``dask`` (``scheduler``: a ``tcp://HOST:PORT`` address, else
+    an embedded LocalCluster of ``workers`` processes) or ``slurm`` (``slurm_options`` from
+    :func:`rkdo_core.backends.load_slurm_options`). Before anything runs, the results folder
+    must be writable and (``check_data``) every dataset present and intact.
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        from .config import ConfigError
+    from . import backends
 
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError("workers", workers, "must be a positive integer")
+    if backend not in backends.BACKENDS:
+        raise ConfigError("--backend", backend, f"allowed: {list(backends.BACKENDS)}")
+    if scheduler is not None and backend != "dask":
+        raise ConfigError("--scheduler", scheduler, "only goes with --backend dask")
     override = dict(override or {})
-    if workers > 1 and "threads" not in spec.config and "threads" not in override:
+    # cores//workers describes this machine: right for local runs and an embedded cluster
+    on_this_machine = backend == "local" or (backend == "dask" and scheduler is None)
+    if (on_this_machine and workers > 1 and "threads" not in spec.config
+            and "threads" not in override):
         override["threads"] = default_threads(workers)
     configs = spec.configs(**override)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
+    if check_data:
+        check_datasets(configs)
     write_json_atomic(out / GRID_RECORD, {**spec.to_dict(), "override": override,
-                                          "workers": workers})
+                                          "workers": workers, "backend": backend})
     report = GridReport(out)
     todo = []
     for cfg, run_dir, state, detail in plan_grid(configs, out):
         if state in ("pending", "failed before"):
             todo.append((cfg, run_dir))
-        elif state == "other config":  # never reuse nor overwrite a finished run
+        elif state in ("other config", "altered"):  # never reuse nor overwrite a finished run
             report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "failed",
                                               error=detail, notebook=None))
+        elif state == "running elsewhere":
+            report.outcomes.append(RunOutcome(run_label(cfg), run_dir, state, error=detail))
         else:
             report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "skipped"))
     t0 = time.perf_counter()
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="runs", unit="run",
                disable=not progress, dynamic_ncols=True)
-    pool = ThreadPoolExecutor(max_workers=workers)
-    futures = []
+
+    def done(outcome: RunOutcome) -> None:
+        report.outcomes.append(outcome)
+        bar.update(1)
+        bar.set_postfix(failed=report.count("failed"), refresh=False)
+        if outcome.status == "failed":
+            bar.write(f"FAILED {outcome.label}: {outcome.error}"
+                      + (f"\n       see {outcome.notebook}" if outcome.notebook else ""))
+        elif outcome.status == "running elsewhere":
+            bar.write(f"running elsewhere: {outcome.label} ({outcome.error}); left to it")
+        if on_outcome:
+            on_outcome(outcome)
+
     try:
-        futures = [pool.submit(run_one, cfg, run_dir, kernel=kernel) for cfg, run_dir in todo]
-        for fut in as_completed(futures):
-            outcome = fut.result()
-            report.outcomes.append(outcome)
-            bar.update(1)
-            bar.set_postfix(failed=report.count("failed"), refresh=False)
-            if outcome.status == "failed":
-                bar.write(f"FAILED {outcome.label}: {outcome.error}\n"
-                          f"       see {outcome.notebook}")
-            if on_outcome:
-                on_outcome(outcome)
-    except BaseException:
-        # Ctrl-C (or any error here): start no further run. The runs already executing
-        # finish on their own (each is a separate kernel), and only complete runs are
-        # marked so; the next invocation resumes with the rest.
-        pool.shutdown(wait=False, cancel_futures=True)
-        bar.write(f"stopping: {sum(f.cancelled() for f in futures)} queued run(s) will not "
-                  "start; the running ones finish first")
-        raise
+        with sigterm_as_interrupt():
+            if backend == "local":
+                backends.execute_local(todo, done, workers=workers, kernel=kernel)
+            elif backend == "dask":
+                backends.execute_dask(todo, done, workers=workers, kernel=kernel,
+                                      scheduler=scheduler)
+            else:
+                backends.execute_slurm(todo, done, out=out, kernel=kernel,
+                                       options=slurm_options)
     finally:
-        pool.shutdown(wait=True)
         bar.close()
     report.seconds = time.perf_counter() - t0
     order = {run_label(c): i for i, c in enumerate(configs)}
     report.outcomes.sort(key=lambda o: order[o.label])
     return report
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is."""
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """While the grid runs, SIGTERM (a scheduler's pre-emption, `kill`) takes Ctrl-C's path:
+    no further run starts, papermill shuts its kernels down, only complete runs are marked.
+    A no-op outside the main thread (signal handlers can only be set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def step_accounting(results_dir: str | Path) -> dict[str, int]:

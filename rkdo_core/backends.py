@@ -1,0 +1,289 @@
+"""Where the runs of a grid execute: this machine, a Dask cluster, or SLURM (submitit).
+
+One task is one run (:func:`run_task`): it takes the run's lock, skips the run when it is
+already complete, else executes it with :func:`rkdo_core.grid.run_one`. Tasks are
+idempotent, so re-submitting a grid resumes it, whatever killed it. No scheduling is done
+here: each back-end hands the tasks to an existing engine.
+
+- ``local``: a thread pool of ``workers`` threads on this machine (each run is its own
+  Jupyter kernel process, so threads only wait).
+- ``dask``: ``distributed.Client``: an embedded ``LocalCluster`` of ``workers`` one-thread
+  worker processes, or the cluster at ``scheduler`` (``tcp://HOST:PORT``). A run whose
+  device is ``cuda`` asks for the worker resource ``GPU=1`` (start GPU workers with
+  ``dask worker ... --resources GPU=1``, one per GPU).
+- ``slurm``: ``submitit.AutoExecutor`` job arrays (``map_array``) with the options of a
+  YAML file (partition, time, gpus_per_node, ...; see params/slurm.example.yaml);
+  ``cluster="local"``/``"debug"`` runs the same jobs on this machine (tests).
+
+The lock is ``fcntl.flock`` on ``RUN/.lock``: the kernel releases it when its holder dies,
+even by SIGKILL, so a killed grid never leaves a stale lock. Two grids (or two SLURM jobs)
+pointed at one folder therefore never execute the same run; the second reports it as
+``running elsewhere``. On NFS, Linux (>= 2.6.12) maps flock to POSIX byte-range locks that
+the NFS lock manager (NFSv3 lockd, NFSv4 built in) holds across clients; a client that dies
+loses its locks when its lease expires. Filesystems without working locks (some FUSE
+mounts) make the lock a no-op.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, RunConfig
+from .integrity import LOCK_FILE
+
+BACKENDS = ("local", "dask", "slurm")
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run's lock."""
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``RUN/.lock`` (exclusive flock) for the duration; RunLocked when it is held.
+    The file keeps who holds it (pid, host, since) for ``rkdo grid --dry-run``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunLocked(lock_holder(run_dir) or "another process") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def lock_holder(run_dir: str | Path) -> str | None:
+    """'pid N on HOST since T' when a live process holds the run's lock, else None."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                who = json.loads(path.read_text() or "{}")
+                return f"pid {who.get('pid')} on {who.get('host')} since {who.get('since')}"
+            except ValueError:
+                return "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def run_task(cfg: RunConfig, run_dir: str | Path, kernel: str | None = None):
+    """One grid task: lock, skip when complete, else run. Returns a RunOutcome; a run
+    locked by a live process comes back with status ``running elsewhere``."""
+    from .grid import RunOutcome, complete_state, run_label, run_one
+
+    run_dir = Path(run_dir)
+    label = run_label(cfg)
+    try:
+        with run_lock(run_dir):
+            state, detail = complete_state(run_dir, cfg)
+            if state == "complete":
+                return RunOutcome(label, run_dir, "skipped")
+            if state in ("other config", "altered"):
+                return RunOutcome(label, run_dir, "failed", error=detail)
+            return run_one(cfg, run_dir, kernel=kernel)
+    except RunLocked as e:
+        return RunOutcome(label, run_dir, "running elsewhere", error=f"locked by {e}")
+
+
+# ---- executors: each takes the tasks and calls on_done(outcome) as they finish ----------
+
+Task = tuple[RunConfig, Path]
+
+
+def _uses_gpu(cfg: RunConfig) -> bool:
+    return cfg.device.startswith("cuda")
+
+
+def execute_local(tasks: list[Task], on_done: Callable, *, workers: int,
+                  kernel: str | None) -> None:
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures = []
+    try:
+        futures = [pool.submit(run_task, cfg, d, kernel) for cfg, d in tasks]
+        for fut in as_completed(futures):
+            on_done(fut.result())
+    except BaseException:
+        # Ctrl-C/SIGTERM: start no further run. Runs already executing finish on their own
+        # (each is a kernel process); only complete runs are marked complete.
+        pool.shutdown(wait=False, cancel_futures=True)
+        print(f"stopping: {sum(f.cancelled() for f in futures)} queued run(s) will not "
+              "start; the running ones finish first", flush=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def execute_dask(tasks: list[Task], on_done: Callable, *, workers: int, kernel: str | None,
+                 scheduler: str | None = None) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        gpu = any(_uses_gpu(cfg) for cfg, _ in tasks)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None,
+                               resources={"GPU": 1} if gpu else None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = []
+        for cfg, d in tasks:
+            # pure=False: a re-submitted task must run again (it skips itself when complete)
+            futures.append(client.submit(run_task, cfg, d, kernel, pure=False,
+                                         key=f"rkdo-{cfg.dataset}-{cfg.method}-{cfg.seed}-"
+                                             f"{time.time_ns()}",
+                                         resources={"GPU": 1} if _uses_gpu(cfg) else None))
+        for fut in as_completed(futures):
+            on_done(fut.result())
+    except BaseException:
+        print("stopping: cancelling the queued runs", flush=True)
+        raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+#: keys of a SLURM options file -> submitit AutoExecutor parameter
+SLURM_KEYS = {
+    "partition": "slurm_partition",
+    "time": "timeout_min",
+    "gpus_per_node": "gpus_per_node",
+    "cpus_per_task": "cpus_per_task",
+    "mem_gb": "mem_gb",
+    "array_parallelism": "slurm_array_parallelism",
+    "account": "slurm_account",
+    "qos": "slurm_qos",
+    "constraint": "slurm_constraint",
+    "setup": "slurm_setup",
+    "additional_parameters": "slurm_additional_parameters",
+    "job_name": "name",
+}
+SLURM_CLUSTERS = ("slurm", "local", "debug")
+
+
+def _minutes(value: Any) -> int:
+    """SLURM time: minutes (int) or 'HH:MM:SS' / 'D-HH:MM:SS'."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        days, _, hms = value.rpartition("-")
+        parts = hms.split(":")
+        if len(parts) == 3 and all(p.isdigit() for p in parts) and (not days or days.isdigit()):
+            h, m, s = (int(p) for p in parts)
+            total = (int(days or 0) * 24 + h) * 60 + m + (1 if s else 0)
+            if total > 0:
+                return total
+    raise ValueError(value)
+
+
+def load_slurm_options(path: str | Path | None) -> dict[str, Any]:
+    """Read and validate a SLURM options file into submitit parameters (plus ``cluster``)."""
+    if path is None:
+        return {"cluster": "slurm"}
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"SLURM options file {str(p)!r} not found "
+                                "(see params/slurm.example.yaml)")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(str(p), type(data).__name__, "must be a mapping of SLURM options")
+    allowed = ["cluster", *SLURM_KEYS]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{p}: {unknown[0]}", data[unknown[0]],
+                          f"unknown key; allowed keys are {allowed}")
+    out: dict[str, Any] = {"cluster": data.get("cluster", "slurm")}
+    if out["cluster"] not in SLURM_CLUSTERS:
+        raise ConfigError(f"{p}: cluster", out["cluster"], f"allowed: {list(SLURM_CLUSTERS)}")
+    for key, value in data.items():
+        if key == "cluster":
+            continue
+        if key == "time":
+            try:
+                value = _minutes(value)
+            except ValueError:
+                raise ConfigError(f"{p}: time", value, "minutes (a positive integer) or "
+                                  "'HH:MM:SS' / 'D-HH:MM:SS'") from None
+        elif key in ("gpus_per_node", "cpus_per_task", "array_parallelism") and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise ConfigError(f"{p}: {key}", value, "must be a non-negative integer")
+        elif key == "mem_gb" and not (isinstance(value, int) and not isinstance(value, bool)
+                                      and value > 0):
+            raise ConfigError(f"{p}: mem_gb", value, "must be a positive integer (GB)")
+        elif key == "setup" and not (isinstance(value, list)
+                                     and all(isinstance(v, str) for v in value)):
+            raise ConfigError(f"{p}: setup", value, "must be a list of shell commands")
+        elif key == "additional_parameters" and not isinstance(value, Mapping):
+            raise ConfigError(f"{p}: additional_parameters", value,
+                              "must be a mapping of sbatch options to values")
+        elif key in ("partition", "account", "qos", "constraint", "job_name") and not \
+                isinstance(value, str):
+            raise ConfigError(f"{p}: {key}", value, "must be a string")
+        out[SLURM_KEYS[key]] = value
+    return out
+
+
+def execute_slurm(tasks: list[Task], on_done: Callable, *, out: Path, kernel: str | None,
+                  options: Mapping[str, Any] | None = None) -> None:
+    import submitit
+
+    options = dict(options or {"cluster": "slurm"})
+    cluster = options.pop("cluster", "slurm")
+    executor = submitit.AutoExecutor(folder=out / ".submitit" / "%j",
+                                     cluster=None if cluster == "slurm" else cluster)
+    options.setdefault("name", "rkdo")
+    executor.update_parameters(**options)
+    if not tasks:
+        return
+    cfgs, dirs = zip(*tasks)
+    jobs = executor.map_array(run_task, list(cfgs), list(dirs), [kernel] * len(tasks))
+    print(f"submitted {len(jobs)} job(s) ({cluster}): "
+          f"{', '.join(sorted({str(j.job_id).split('_')[0] for j in jobs}))}", flush=True)
+    try:
+        for job, (cfg, d) in zip(jobs, tasks):
+            try:
+                on_done(job.result())
+            except Exception as e:  # the job itself died (time limit, node failure, ...)
+                from .grid import RunOutcome, run_label
+
+                on_done(RunOutcome(run_label(cfg), d, "failed",
+                                   error=f"job {job.job_id} failed: "
+                                         f"{str(e).strip().splitlines()[-1][:500]}"))
+    except BaseException:
+        # the jobs stay queued on the cluster (scancel them to stop); re-running resumes
+        print(f"stopped waiting; the submitted jobs keep running (scancel "
+              f"{str(jobs[0].job_id).split('_')[0]} to stop them)", flush=True)
+        raise
