@@ -21,7 +21,7 @@ def executed(tmp_path_factory):
     root = tmp_path_factory.mktemp("agg")
     results = root / "results"
     rows = write_synthetic_results(results, datasets=("cifar10", "digits"), seeds=(1, 2, 3),
-                                   epochs=(0, 1, 2))
+                                   epochs=(0, 1, 2), yardstick=True)
     out_dir = results / "aggregate"
     path = execute_notebook(NOTEBOOK, root / "05_aggregate.ipynb",
                             {"results_dir": str(results), "out_dir": str(out_dir),
@@ -47,7 +47,8 @@ def test_manifest_lists_existing_files(executed):
     assert [t["name"] for t in m["tables"]] == list(TABLE_NAMES.values())
     assert [f["name"] for f in m["figures"]] == [
         "fig1_loss_improvement_by_dataset", "fig2_loss_improvement_by_budget",
-        "fig3_rkdo2_vs_icon5", "fig4_early_learning", "fig5_loss_vs_training_length"]
+        "fig3_rkdo2_vs_icon5", "fig4_early_learning", "fig5_loss_vs_training_length",
+        "fig6_common_yardstick", "fig7_compute_matched"]
     for entry in m["tables"]:
         assert entry["title"] and [f.rsplit(".", 1)[1] for f in entry["files"]] == [
             "csv", "md", "tex"]
@@ -63,10 +64,19 @@ def test_manifest_lists_existing_files(executed):
                     & (rows.epoch == 2)].train_loss.mean()
     assert t1[(t1.dataset == "cifar10") & (t1.epochs == 2)].rkdo_mean.iloc[0] == pytest.approx(
         expected)
-    # The (1, 5) pair has no I-Con at 5 epochs: omitted with its reason, (1, 2) kept.
+    # The (1, 5) pair and its baseline (0, 5) have no I-Con at 5 epochs: omitted with the
+    # reason; (1, 2) and its untrained baseline (0, 2) kept, per dataset.
     t3 = next(t for t in m["tables"] if t["name"] == TABLE_NAMES["table3"])
-    assert len(t3["omitted"]) == 2 and "I-Con at 5 epochs not in the results" in t3["note"]
-    assert len(pd.read_csv(out_dir / "tables" / f"{TABLE_NAMES['table3']}.csv")) == 2
+    assert len(t3["omitted"]) == 4 and "I-Con at 5 epochs not in the results" in t3["note"]
+    assert len(pd.read_csv(out_dir / "tables" / f"{TABLE_NAMES['table3']}.csv")) == 4
+    # The audit: the yardstick (RKDO-trained worse on both objectives in these rows) and
+    # the claims, verdicts computed.
+    assert all("does not survive the common yardstick" in s
+               for s in m["yardstick_sentences"]) and len(m["yardstick_sentences"]) == 2
+    y = pd.read_csv(out_dir / "tables" / f"{TABLE_NAMES['yardstick']}.csv")
+    assert len(y) == 2 * 3 and (y[y.epochs > 0].icon_obj_diff_mean > 0).all()
+    assert {c["verdict"] for c in m["claims"]} <= {"holds", "does not hold",
+                                                   "not testable with this grid"}
 
 
 def test_notebook_prints_counts_sentences_and_captions(executed):
@@ -76,8 +86,11 @@ def test_notebook_prints_counts_sentences_and_captions(executed):
     assert "skipped 1 incomplete run(s) (no run_complete.json)" in text
     assert text.count("the untrained encoder already shows") == 2
     assert "Table 1. Final training loss" in text and "Figure 5." in text
+    assert "Table 5. Common yardstick" in text and "Figure 6 (not in the paper)" in text
+    assert "trained with RKDO" in text and "Claims checklist" in text
+    assert "flops.json (absent: its claims are 'not testable')" in text
     assert sum("image/png" in o.get("data", {}) for c in nb.cells
-               for o in c.get("outputs", [])) == 5
+               for o in c.get("outputs", [])) == 7
 
 
 def test_notebook_is_thin_and_committed_clean():
@@ -86,9 +99,13 @@ def test_notebook_is_thin_and_committed_clean():
     assert len(tagged) == 1
     assert tagged[0].source == (
         'results_dir = "results/smoke"\nout_dir = "results/smoke/aggregate"\n'
-        "reported_path = None\ntable4_epoch = 2\ntable3_pairs = [[1, 5], [2, 5]]")
+        "reported_path = None\ntable4_epoch = 2\ntable3_pairs = [[1, 5], [2, 5]]\n"
+        "flops_path = None  # `rkdo flops --out` JSON; None: results_dir/flops.json\n"
+        "theory_checks_path = None  # the theory notebook's checks; None: "
+        "results_dir/theory/checks.json")
     assert set(notebook_parameters(NOTEBOOK)) == {
-        "results_dir", "out_dir", "reported_path", "table4_epoch", "table3_pairs"}
+        "results_dir", "out_dir", "reported_path", "table4_epoch", "table3_pairs",
+        "flops_path", "theory_checks_path"}
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "class " not in code and not re.search(r"^\s*def\s", code, re.M)
     assert "from rkdo_core." in code

@@ -112,9 +112,11 @@ STEPS_PER_EPOCH = {"cifar10": 10, "digits": 3, "stl10": 11, "cifar100": 10}
 
 
 def synthetic_rows(datasets=("cifar10", "digits"), seeds=SEEDS, epochs=EPOCHS,
-                   protocol="paper", rng_seed=0):
+                   protocol="paper", rng_seed=0, yardstick=False):
     """Metrics rows with RKDO's loss ~30 % below I-Con's at every budget (epoch 0 too) and
-    identical evaluation metrics for both methods at epoch 0 (the same untrained encoder)."""
+    identical evaluation metrics for both methods at epoch 0 (the same untrained encoder).
+    With ``yardstick``: the common-yardstick and FLOP columns of the evaluation too, the
+    RKDO-trained encoder a little worse than the I-Con-trained one on both objectives."""
     rng = np.random.default_rng(rng_seed)
     rows = []
     for dataset in datasets:
@@ -131,12 +133,21 @@ def synthetic_rows(datasets=("cifar10", "digits"), seeds=SEEDS, epochs=EPOCHS,
                                  + 0.01 * rng.normal() for m, v in shared.items()}
                     loss = icon_loss if method == "icon" else (
                         0.7 * icon_loss + 0.02 * rng.normal())
+                    extra = {}
+                    if yardstick:
+                        worse = 0.05 * (method == "rkdo" and epoch > 0)
+                        extra = {"yardstick_icon": shared["nmi"] + 2.5 + worse
+                                 + 0.01 * rng.normal() * (epoch > 0),
+                                 "yardstick_rkdo": shared["ari"] + 1.5 + worse
+                                 + 0.01 * rng.normal() * (epoch > 0),
+                                 "flops_per_step": 2.27e10,
+                                 "train_flops": 2.27e10 * STEPS_PER_EPOCH[dataset] * epoch}
                     rows.append({
                         "dataset": dataset, "method": method, "seed": seed,
                         "protocol": protocol, "epoch": epoch,
                         "steps": STEPS_PER_EPOCH[dataset] * epoch, "train_loss": loss,
                         **evals, "eval_images": 700, "eval_features": "projection",
-                        "eval_seed": 42, "device": "cpu", "seconds": 0.1})
+                        "eval_seed": 42, "device": "cpu", "seconds": 0.1, **extra})
     return rows
 
 
@@ -158,11 +169,11 @@ def write_runs(root, rows, *, complete=True):
 
 
 def write_synthetic_results(root, datasets=("cifar10", "digits"), seeds=SEEDS, epochs=EPOCHS,
-                            protocol="paper", with_incomplete=True):
+                            protocol="paper", with_incomplete=True, yardstick=False):
     """Complete runs for both methods × seeds, plus (``with_incomplete``) one unfinished run
     with absurd values (seed 999) that aggregation must skip. Returns the complete rows as a
     DataFrame."""
-    rows = synthetic_rows(datasets, seeds, epochs, protocol)
+    rows = synthetic_rows(datasets, seeds, epochs, protocol, yardstick=yardstick)
     write_runs(root, rows)
     if with_incomplete:
         bad = [dict(r, seed=999, train_loss=100.0, linear_eval=0.99)
