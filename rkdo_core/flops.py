@@ -131,30 +131,40 @@ def loss_elementwise_ops(config: RunConfig, *, seed: int = 0) -> int:
 
 
 def _counting_config(config: RunConfig) -> RunConfig:
-    """The config whose step is counted: the same computation, on the CPU, eager float32
-    (autocast and torch.compile change how a step runs, not its multiply-adds)."""
+    """The config whose step is counted: the same computation, eager float32 (autocast and
+    torch.compile change how a step runs, not its multiply-adds; the seed only its values)."""
     return config.replace(device="cpu", compile=False, amp_bf16=False, threads=None,
                           data_root=None, seed=0, epochs=(1,))
 
 
 def step_flops(config: RunConfig, image_size: int) -> int:
     """Forward + backward FLOPs (FlopCounterMode) of one optimizer step of ``config`` on a
-    batch of ``image_size``² images: a freshly built model (no effect on the global RNG or
-    on any run), counted once per distinct computation (cached)."""
+    batch of ``image_size``² images, counted once per distinct computation (cached).
+
+    The step — both views through the encoder (train mode, as `train.encode_views` runs
+    them), the configured loss, backward — runs on a fresh model on PyTorch's ``meta``
+    device: shapes only, no arithmetic, no effect on the global RNG or on any run. Adam's
+    update is left out (FlopCounterMode counts none of it); `rkdo flops` checks that this
+    equals the count of a real `train.train_step`."""
     return _step_flops_cached(_counting_config(config), int(image_size))
 
 
 @functools.lru_cache(maxsize=32)
 def _step_flops_cached(config: RunConfig, image_size: int) -> int:
-    from .train import setup_training, train_step
+    from .losses import loss_for
+    from .model import build_model
+    from .train import encode_views
 
-    setup = setup_training(config, torch.device("cpu"))
-    setup.model.train()
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (config.batch_size, 3, image_size, image_size),
-                           dtype=torch.uint8, generator=g)
-    v1, v2 = setup.views(images, g)
-    return count_step_flops(lambda: train_step(setup, v1, v2))
+    meta = torch.device("meta")
+    model = build_model(config, meta).train()
+    v1, v2 = (torch.empty(config.batch_size, 3, image_size, image_size, device=meta)
+              for _ in range(2))
+    loss_fn = loss_for(config)
+
+    def step() -> None:
+        loss_fn(*encode_views(model, v1, v2, fused_views=config.fused_views)).backward()
+
+    return count_step_flops(step)
 
 
 # ---- rkdo flops --------------------------------------------------------------------------
@@ -296,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed steps per variant (default 10)")
     p.add_argument("--warmup", type=int, default=2,
                    help="untimed warm-up steps per variant (default 2)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images per batch (default 64, the paper's; smaller for quick checks)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's default)")
@@ -316,7 +328,7 @@ def flops_main(argv: list[str] | None = None) -> int:
             raise ConfigError("warmup", args.warmup, "--warmup must be an integer >= 0")
         if args.threads is not None and args.threads < 1:
             raise ConfigError("threads", args.threads, "--threads must be an integer >= 1")
-        config = RunConfig(dataset="digits", batch_size=64, device=args.device)
+        config = RunConfig(dataset="digits", batch_size=args.batch_size, device=args.device)
         resolve_device(config.device)  # an unavailable device fails here, before any work
         log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
         with thread_setting(args.threads):
