@@ -131,6 +131,28 @@ def _link(results_dir: Path, path: Path, text: str) -> str:
     return f'<a href="{html.escape(str(path.relative_to(results_dir)))}">{html.escape(text)}</a>'
 
 
+def _audit_summary(manifest: dict) -> list[str]:
+    """The audit in brief, from the manifest: the step-0 and yardstick sentences and each
+    claim's computed verdict (the full checklist, with evidence and rules, is a table)."""
+    esc = html.escape
+    sentences = manifest.get("epoch0_sentences", []) + manifest.get("yardstick_sentences", [])
+    claims = manifest.get("claims", [])
+    if not sentences and not claims:
+        return []
+    parts = ["<h2>The audit in brief</h2>"]
+    if sentences:
+        parts.append("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>")
+    if claims:
+        parts.append("<table><tr><th>claim</th><th>source</th><th>protocol</th>"
+                     "<th>verdict</th></tr>")
+        parts += [f"<tr><td>{esc(str(c.get('claim')))}</td><td>{esc(str(c.get('source')))}"
+                  f"</td><td>{esc(str(c.get('protocol')))}</td>"
+                  f"<td><b>{esc(str(c.get('verdict')))}</b></td></tr>" for c in claims]
+        parts.append("</table><p>Evidence and the rule behind each verdict: the claims "
+                     "checklist table below.</p>")
+    return parts
+
+
 def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> Path:
     runs = find_runs(results_dir) if runs is None else runs
     esc = html.escape
@@ -151,6 +173,7 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
                  f"failed, {counts['incomplete']} incomplete. Every number below comes from "
                  f"the runs' metrics files; the aggregation notebook is "
                  f"{_link(results_dir, results_dir / '05_aggregate.html', '05_aggregate')}.</p>")
+    parts += _audit_summary(manifest)
     parts.append("<h2>Tables</h2>")
     for t in manifest.get("tables", []):
         files = [results_dir / f for f in t.get("files", [])]

@@ -35,6 +35,11 @@ def test_index_links_tables_figures_runs(tmp_path):
         assert f"src='{png}'" in text
     assert "<table>" in text and "Table 1" in text  # tables rendered, not only linked
     assert "7 runs: 6 complete, 0 failed, 1 incomplete" in text
+    # the audit in brief: sentences and every claim's verdict, from the manifest
+    manifest = json.loads((tmp_path / "aggregate.json").read_text())
+    assert "The audit in brief" in text and manifest["claims"]
+    assert text.count("<td><b>") == len(manifest["claims"])
+    assert "the untrained encoder already shows" in text
 
 
 def test_aggregate_cli_errors(tmp_path, capsys):
