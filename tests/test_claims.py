@@ -245,7 +245,9 @@ def _flops(fwd, fb, wall):
                                              "fwd_bwd_flopcounter_flops": "fwd+bwd",
                                              "seconds_per_step": "wall"},
             "paper_overhead_reported_pct": 0.0084,
-            "wall_time_paired_overhead_pct": {"median": wall, "p10": 0.0, "p90": 2 * wall},
+            "wall_time_paired_overhead_pct": {"median": wall, "p10": wall / 2,
+                                              "p90": 2 * wall},
+            "loss_elementwise_extra_ops": 237578,
             "rows": [{"method": "rkdo", "depth": 1, "forward_profiler_flops": 1e9,
                       "fwd_bwd_flopcounter_flops": 3e9, "seconds_per_step_median": 0.1},
                      {"method": "rkdo", "depth": 3, "forward_profiler_flops": 1e9 * (1 + fwd / 100),
@@ -264,11 +266,22 @@ def test_flops_rows_flip_per_convention(tmp_path):
     assert "overhead 0.01 %" in d.iloc[0].evidence and "fwd only" in d.iloc[0].evidence
     assert "paper's own printed FLOPs give 0.0084 %" in d.iloc[0].evidence
     assert "depth 1: 3e+09; depth 3: 3.015e+09" in d.iloc[1].evidence
+    assert "grows by 237,578 element-ops" in d.iloc[1].evidence
     assert "paired overhead median 3 %" in d.iloc[2].evidence and "wall" in d.iloc[2].evidence
     path = tmp_path / "flops.json"
-    path.write_text(json.dumps(_flops(0.5, 0.01, 0.0)))
+    path.write_text(json.dumps(_flops(0.5, 0.01, 0.01)))
     d = claims_checklist(df, flops=path)
     assert list(d[d.source.str.startswith("PAPER.md §1 d")].verdict) == [FAILS, HOLDS, HOLDS]
+    # wall time whose per-step noise (p10…p90) spans the threshold cannot decide it
+    noisy = _flops(0.01, 0.01, 0.02)
+    noisy["wall_time_paired_overhead_pct"] = {"median": 0.02, "p10": -13.0, "p90": 2.5}
+    d = claims_checklist(df, flops=noisy)
+    w = d[d.source == "PAPER.md §1 d (audit)"].iloc[0]
+    assert w.verdict == UNTESTABLE and "noise spans the 0.03 % threshold" in w.evidence
+    # without the paired numbers the median decides
+    del noisy["wall_time_paired_overhead_pct"]
+    d = claims_checklist(df, flops=noisy)
+    assert d[d.source == "PAPER.md §1 d (audit)"].iloc[0].verdict == HOLDS
     d = claims_checklist(df, flops=tmp_path / "absent.json")
     d = d[d.source.str.startswith("PAPER.md §1 d")]
     assert set(d.verdict) == {UNTESTABLE} and d.iloc[0].evidence.startswith("not measured")
