@@ -541,10 +541,11 @@ def protocol_conclusions(comp: pd.DataFrame,
     """Does the conclusion of a paired comparison change between protocols? One row per
     (dataset, metric, epoch) present under at least two protocols, with each protocol's
     conclusion — ``RKDO better`` / ``I-Con better`` (p_Holm < ALPHA_LEVEL) or
-    ``no difference`` — its means, p_Holm and steps, and ``same`` (all protocols agree)."""
+    ``no difference`` — its means, p_Holm and steps, and ``same`` (all protocols agree).
+    Epoch 0 (identical untrained encoders, no test) is kept as the baseline row."""
     if comp.empty:
         return pd.DataFrame()
-    sub = comp[comp.metric.isin(metrics) & (comp.epoch > 0)]
+    sub = comp[comp.metric.isin(metrics)]  # epoch 0 too: the untrained baseline row
     protocols = sorted(sub.protocol.unique())
     rows = []
     for (dataset, metric, epoch), g in sub.groupby(["dataset", "metric", "epoch"]):

@@ -649,7 +649,7 @@ def table_protocols(comp: pd.DataFrame) -> pd.DataFrame:
     pc = pc.sort_values(["_d", "_m", "epoch"]).drop(columns=["_d", "_m"]).reset_index(
         drop=True).rename(columns={"epoch": "epochs"})
     display = {"Dataset": pc.dataset.map(dataset_label), "Metric": pc.metric.map(METRIC_LABELS),
-               "Epochs": pc.epochs.astype(str)}
+               "Epochs": ["0 (untrained)" if e == 0 else str(e) for e in pc.epochs]}
     for p in protocols:
         display[f"{p}: RKDO / I-Con (steps)"] = [
             f"{r:.4f} / {i:.4f} ({_steps(s, s)})" for r, i, s in

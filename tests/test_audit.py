@@ -167,8 +167,11 @@ def test_protocol_conclusions_flag_a_changed_conclusion():
     comp = paired_comparison(df)
     pc = protocol_conclusions(comp)
     le = pc[pc.metric == "linear_eval"].set_index("epoch")
-    assert (le.full_conclusion == "RKDO better").all()
-    assert (le.paper_conclusion == "no difference").all() and not le.same.any()
+    assert list(le.index) == list(EPOCHS)  # the untrained baseline is a row
+    assert le.loc[0, "same"] and le.loc[0, "full_conclusion"] == "no difference"
+    trained = le.loc[[e for e in EPOCHS if e > 0]]
+    assert (trained.full_conclusion == "RKDO better").all()
+    assert (trained.paper_conclusion == "no difference").all() and not trained.same.any()
     # NMI identical across methods: "no difference" in both -> same
     assert pc[pc.metric == "nmi"].same.all()
     t = table_protocols(comp)
