@@ -73,7 +73,8 @@ def flops_json(tmp_path_factory):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = flops_main(["--steps", "2", "--warmup", "0", "--batch-size", "16",
-                         "--device", "cpu", "--json", "--out", str(out_file)])
+                         "--device", "cpu", "--threads", "1", "--json",
+                         "--out", str(out_file)])
     assert rc == 0
     printed = json.loads(buf.getvalue())
     saved = json.loads(out_file.read_text())
@@ -89,7 +90,7 @@ def test_out_json_schema(flops_json):
     for key in ("forward_profiler_flops", "fwd_bwd_flopcounter_flops", "loss_elementwise_ops"):
         assert key in r["conventions"]
     assert r["paper_overhead_pct"] == PAPER_OVERHEAD_PCT == 0.03
-    assert r["steps"] == 2
+    assert r["steps"] == 2 and r["torch_threads"] == 1
     assert [(row["method"], row["depth"]) for row in r["rows"]] == [
         ("rkdo", 1), ("rkdo", 3), ("icon", 0)]
     for row in r["rows"]:
