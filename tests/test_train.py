@@ -148,6 +148,8 @@ def test_full_protocol_trains_probe_on_train_features(tmp_path):
     r = evaluate_run(run)[-1]
     assert r["eval_images"] == 540 and r["eval_features"] == "backbone"
     assert r["protocol"] == "full"
+    # The yardstick scores the same (whole) test set in full batches of 16, rest dropped.
+    assert r["yardstick_images"] == 540 // 16 * 16
 
 
 def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
