@@ -31,6 +31,7 @@ import pandas as pd
 
 from .stats import (
     METHOD_LABELS,
+    YARDSTICK,
     dataset_label,
     gap_beyond_step0,
     paired_comparison,
@@ -56,7 +57,7 @@ COMPARABLE_MARGIN = 0.05
 #: tolerance (percentage points) on the paper's "x % fewer resources" when re-measured
 SAVING_TOLERANCE = 1.0
 PAPER_OVERHEAD_PCT = 0.03
-YARDSTICKS = {"yardstick_icon": "I-Con objective", "yardstick_rkdo": "RKDO objective"}
+YARDSTICKS = YARDSTICK  # metrics-file key -> label, as the yardstick tables use
 #: the paper's Table 3 (PAPER.md §4), used when no ``reported`` numbers are passed
 PAPER_TABLE3 = (
     {"dataset": "cifar10", "rkdo_epochs": 1, "icon_epochs": 5, "fewer_epochs_pct": 80,
