@@ -27,6 +27,7 @@ import argparse
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,10 @@ CONVENTIONS: dict[str, str] = {
         "augmentation of a batch, two forward passes, loss, backward, Adam), synchronised "
         "on the device; median and p10/p90 over the timed steps, variants interleaved "
         "step by step."),
+    "loss_only_seconds_median": (
+        "wall time of forward + backward of the loss alone on fixed (B, 64) embeddings, "
+        "median over repetitions, variants alternating; loss_only_overhead_pct_of_step is "
+        "100 * (depth 3 - depth 1) of it / the depth-1 step median."),
     "overhead_pct": "100 * (depth 3 - depth 1) / depth 1 of RKDO, for each measure.",
     "depth": "RKDO's recursion depth T; I-Con rows have depth 0 (no recursion).",
 }
@@ -216,6 +221,10 @@ def measure(config: RunConfig, *, steps: int, warmup: int,
                      "fwd_bwd_flopcounter_flops": fwd_bwd,
                      "loss_elementwise_ops": loss_elementwise_ops(c)})
 
+    log("timing the losses alone ...")
+    loss_s = _loss_only_seconds(cfgs, device, reps=max(30, 5 * steps))
+    for row, v in zip(rows, cfgs):
+        row["loss_only_seconds_median"] = loss_s[v]
     log(f"timing {steps} interleaved steps per variant after {warmup} warm-up ...")
     rec = interleaved({v: step_fns[v] for v in cfgs}, steps, warmup)
     for row, v in zip(rows, cfgs):
@@ -249,6 +258,11 @@ def measure(config: RunConfig, *, steps: int, warmup: int,
                                           "p10": float(np.percentile(paired, 10)),
                                           "p90": float(np.percentile(paired, 90))},
         "loss_elementwise_extra_ops": d3["loss_elementwise_ops"] - d1["loss_elementwise_ops"],
+        # The only computation in which the two depths differ, timed alone, as a share of a
+        # depth-1 step: far less noisy than the difference of two step-time medians.
+        "loss_only_overhead_pct_of_step": 100.0 * (
+            d3["loss_only_seconds_median"] - d1["loss_only_seconds_median"])
+            / d1["seconds_per_step_median"],
         "paper_overhead_pct": PAPER_OVERHEAD_PCT,
         "paper_forward_flops": {str(k): v for k, v in fwd_paper.items()},
         "paper_overhead_reported_pct": _overhead(fwd_paper[1], fwd_paper[3]),
@@ -257,13 +271,38 @@ def measure(config: RunConfig, *, steps: int, warmup: int,
     }
 
 
+def _loss_only_seconds(cfgs: dict[tuple[str, int], RunConfig], device: torch.device,
+                       reps: int) -> dict[tuple[str, int], float]:
+    """Median seconds of forward + backward of each variant's loss alone on fixed (B, 64)
+    embeddings, the variants alternating, after 3 untimed rounds."""
+    from .bench import _sync
+    from .losses import loss_for
+
+    b = next(iter(cfgs.values())).batch_size
+    g = torch.Generator().manual_seed(0)
+    z = [torch.nn.functional.normalize(torch.randn(b, 64, generator=g), dim=1).to(device)
+         for _ in range(2)]
+    fns = {v: loss_for(c) for v, c in cfgs.items()}
+    times: dict[tuple[str, int], list[float]] = {v: [] for v in fns}
+    for r in range(reps + 3):
+        for v, fn in fns.items():
+            z1, z2 = (t.clone().requires_grad_() for t in z)
+            _sync(device)
+            t0 = time.perf_counter()
+            fn(z1, z2).backward()
+            _sync(device)
+            if r >= 3:
+                times[v].append(time.perf_counter() - t0)
+    return {v: float(np.median(t)) for v, t in times.items()}
+
+
 def format_table(r: dict[str, Any]) -> str:
     """Human-readable summary of `measure`'s result."""
     c = r["config"]
     lines = [
         f"rkdo flops — {c['dataset']}, batch {c['batch_size']}, {r['image_size']}×"
         f"{r['image_size']}, ResNet-18 (matmul_1x1_maps={c['matmul_1x1_maps']}), "
-        f"{r['device']}, {r['torch_threads']} threads; {r['steps']} timed steps after "
+        f"{r['device']}, {r['torch_threads']} thread(s); {r['steps']} timed steps after "
         f"{r['warmup']} warm-up, interleaved",
         "",
         f"{'variant':14s}{'fwd (profiler)':>17s}{'fwd+bwd (FlopCounter)':>23s}"
@@ -285,6 +324,8 @@ def format_table(r: dict[str, Any]) -> str:
         f"  fwd+bwd FLOPs, FlopCounterMode                   {o['fwd_bwd_flopcounter']:+.5f} %",
         f"  wall time per step (medians)                     {o['wall_time']:+.2f} %  "
         f"(paired per-step p10…p90 {p['p10']:+.1f}…{p['p90']:+.1f} %)",
+        f"  the loss alone, fwd+bwd, as a share of a step    "
+        f"{r['loss_only_overhead_pct_of_step']:+.3f} %",
         f"  loss elementwise work (uncounted by both)        "
         f"+{r['loss_elementwise_extra_ops']:,d} element-ops",
         f"  paper: < {r['paper_overhead_pct']} % (its forward counts 9.5537e11 vs 9.5545e11: "
@@ -309,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64,
                    help="images per batch (default 64, the paper's; smaller for quick checks)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: on a small shared CPU two threads "
+                        "stall on each other and the times scatter by 10x)")
     p.add_argument("--json", action="store_true", help="print the JSON result instead")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON to FILE")
     return p

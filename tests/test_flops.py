@@ -97,7 +97,8 @@ def test_out_json_schema(flops_json):
         assert row["method"] in ("rkdo", "icon") and isinstance(row["depth"], int)
         for k in ("forward_profiler_flops", "fwd_bwd_flopcounter_flops"):
             assert isinstance(row[k], int) and row[k] > 0
-        for k in ("seconds_per_step_median", "seconds_per_step_p10", "seconds_per_step_p90"):
+        for k in ("seconds_per_step_median", "seconds_per_step_p10", "seconds_per_step_p90",
+                  "loss_only_seconds_median"):
             assert isinstance(row[k], float) and math.isfinite(row[k]) and row[k] > 0
         assert (row["seconds_per_step_p10"] <= row["seconds_per_step_median"]
                 <= row["seconds_per_step_p90"])
@@ -128,6 +129,9 @@ def test_depths_differ_only_by_the_loss(flops_json):
     wall = 100.0 * (d3["seconds_per_step_median"] / d1["seconds_per_step_median"] - 1.0)
     assert flops_json["overhead_pct"]["wall_time"] == pytest.approx(wall, rel=1e-9)
     assert d3["loss_elementwise_ops"] > d1["loss_elementwise_ops"]
+    share = 100.0 * (d3["loss_only_seconds_median"] - d1["loss_only_seconds_median"]) \
+        / d1["seconds_per_step_median"]
+    assert flops_json["loss_only_overhead_pct_of_step"] == pytest.approx(share, rel=1e-9)
 
 
 @pytest.mark.parametrize("argv, field", [
