@@ -129,6 +129,12 @@ def test_depths_differ_only_by_the_loss(flops_json):
     wall = 100.0 * (d3["seconds_per_step_median"] / d1["seconds_per_step_median"] - 1.0)
     assert flops_json["overhead_pct"]["wall_time"] == pytest.approx(wall, rel=1e-9)
     assert d3["loss_elementwise_ops"] > d1["loss_elementwise_ops"]
+    # torchvision's stock convolutions also multiply layer4's zero padding: more FLOPs, and
+    # the FlopCounterMode count equals step_flops of that config.
+    stock = flops_json["stock_convolutions_rkdo_depth1"]
+    assert stock["forward_profiler_flops"] > d1["forward_profiler_flops"]
+    assert stock["fwd_bwd_flopcounter_flops"] == step_flops(
+        c.replace(depth=1, matmul_1x1_maps=False), 32) > d1["fwd_bwd_flopcounter_flops"]
     share = 100.0 * (d3["loss_only_seconds_median"] - d1["loss_only_seconds_median"]) \
         / d1["seconds_per_step_median"]
     assert flops_json["loss_only_overhead_pct_of_step"] == pytest.approx(share, rel=1e-9)
