@@ -227,7 +227,11 @@ def complete_state(run_dir: Path, cfg: RunConfig) -> tuple[str, str]:
     ``other config`` (complete, made with other settings), ``altered`` (complete, but a
     listed file's size differs from the recorded one), ``failed before`` or ``pending``."""
     if is_complete(run_dir):
-        differs = _config_change(run_dir, cfg)
+        try:
+            differs = _config_change(run_dir, cfg)
+        except (OSError, ValueError) as e:  # train_complete.json gone or unreadable
+            return ("altered", f"complete, but its train_complete.json is unreadable ({e}); "
+                    "see `rkdo verify`, and delete the run folder to redo it")
         if differs:
             return ("other config",
                     f"holds a complete run with a different config ({differs}); "
@@ -238,7 +242,10 @@ def complete_state(run_dir: Path, cfg: RunConfig) -> tuple[str, str]:
                     f"recorded; see `rkdo verify`, and delete the run folder to redo it")
         return "complete", ""
     if (run_dir / RUN_FAILED).exists():
-        return "failed before", str(read_json(run_dir / RUN_FAILED).get("error"))
+        try:
+            return "failed before", str(read_json(run_dir / RUN_FAILED).get("error"))
+        except (OSError, ValueError, AttributeError):
+            return "failed before", f"({RUN_FAILED} unreadable)"
     return "pending", ""
 
 

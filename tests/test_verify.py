@@ -140,3 +140,14 @@ def test_unreadable_run_complete_is_altered(tmp_path, monkeypatch, junk):
     (a / grid.RUN_COMPLETE).write_text(junk)
     ch = check_run(a)
     assert not ch.ok and "run_complete.json is unreadable" in ch.problems[0]
+
+
+def test_unreadable_records_do_not_crash_the_plan(tmp_path, monkeypatch):
+    a, b = make_grid(tmp_path, monkeypatch)
+    (a / "train_complete.json").write_text('{"config": ')  # listed, same size class: junk
+    (b / grid.RUN_COMPLETE).unlink()
+    (b / grid.RUN_FAILED).write_text("[")
+    plan = {d.name + d.parent.name: (state, detail)
+            for _, d, state, detail in grid.plan_grid(SPEC.configs(), tmp_path)}
+    assert plan["seed_1rkdo"][0] == "altered" and "unreadable" in plan["seed_1rkdo"][1]
+    assert plan["seed_1icon"] == ("failed before", "(run_failed.json unreadable)")
