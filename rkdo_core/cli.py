@@ -135,8 +135,9 @@ def cmd_grid(args) -> int:
             print(f"  {state:<13} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
         states = [p[2] for p in plan]
         counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
-        print(f"{n} runs: {counts}; would run the pending and failed ones and refuse those "
-              f"with another config; nothing was started (--dry-run)")
+        print(f"{n} runs: {counts}; would run the pending and failed ones, leave those "
+              f"running elsewhere to their grid and refuse those with another config or "
+              f"altered files; nothing was started (--dry-run)")
         return 0
     if args.scheduler is not None and args.backend != "dask":
         raise ConfigError("--scheduler", args.scheduler, "only goes with --backend dask")

@@ -241,3 +241,16 @@ def test_backend_options_must_match(tmp_path, capsys):
     assert main(["grid", str(params), "--backend", "slurm", "--slurm-options",
                  str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "none.yaml" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_dry_run_reports_a_run_locked_by_another_grid(tmp_path, capsys):
+    params = tiny_params(tmp_path)
+    out = tmp_path / "out"
+    a = run_dir_for(out, load_params(params).configs()[0])
+    with run_lock(a):
+        assert main(["grid", str(params), "--out", str(out), "--dry-run"]) == 0
+        text = capsys.readouterr().out
+    assert f"running elsewhere digits/paper/rkdo/seed_42  (locked by pid {os.getpid()}" in text
+    assert "2 runs: 1 running elsewhere, 1 pending;" in text
+    assert main(["grid", str(params), "--out", str(out), "--dry-run"]) == 0
+    assert "2 runs: 2 pending;" in capsys.readouterr().out  # released with its holder
