@@ -186,7 +186,7 @@ def test_aggregate_tables_match_a_recomputation(aggregated):
 
 def test_aggregate_writes_every_artifact_and_index_links_resolve(aggregated):
     manifest = json.loads((aggregated / "aggregate.json").read_text())
-    assert len(manifest["figures"]) == 5 and len(manifest["tables"]) >= 4
+    assert len(manifest["figures"]) == 7 and len(manifest["tables"]) >= 4
     for entry in manifest["figures"] + manifest["tables"]:
         for f in entry["files"]:
             assert (aggregated / f).stat().st_size > 0, f
