@@ -24,7 +24,9 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(VENV)/bin/rkdo grid params/default.yaml --out $(RESULTS) --workers $(WORKERS)
+	$(VENV)/bin/rkdo grid params/default_full.yaml --out $(RESULTS) --workers $(WORKERS)
 	$(VENV)/bin/rkdo theory --out $(RESULTS)/theory
+	test -f $(RESULTS)/flops.json || $(VENV)/bin/rkdo flops --out $(RESULTS)/flops.json
 	$(VENV)/bin/rkdo aggregate $(RESULTS)
 	mkdir -p figures
 	cp $(RESULTS)/figures/*.png $(RESULTS)/figures/*.pdf figures/

@@ -1,4 +1,4 @@
-"""The ``rkdo`` command line: train, evaluate, grid, verify, aggregate, theory, bench.
+"""The ``rkdo`` command line: train, evaluate, grid, verify, aggregate, theory, bench, flops.
 
 Every RunConfig field is an option (``--steps-per-epoch``, ``--alpha`` …), generated from
 the dataclass so the CLI and the config cannot drift apart. Options not given keep the
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", add_help=False,
                    help="time our training step against the reference pipeline "
                         "(rkdo bench --help)")
+    sub.add_parser("flops", add_help=False,
+                   help="FLOPs per optimizer step of RKDO depth 1 and 3 (and I-Con), two "
+                        "conventions, and wall time per step (rkdo flops --help)")
     return parser
 
 
@@ -313,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["flops"]:
+        from .flops import flops_main
+
+        return flops_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -157,3 +157,11 @@ def test_bad_input_is_a_clear_error(argv, field, capsys):
 def test_unavailable_device_is_a_clear_error(capsys):
     assert flops_main(["--device", "cuda", "--steps", "1"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_rkdo_flops_is_a_subcommand(capsys):
+    from rkdo_core.cli import build_parser, main
+
+    assert "flops" in build_parser().format_help()
+    assert main(["flops", "--steps", "0"]) == 2  # handed to flops_main's own parser
+    assert "rkdo flops: error:" in capsys.readouterr().err
