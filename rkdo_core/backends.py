@@ -96,7 +96,7 @@ def lock_holder(run_dir: str | Path) -> str | None:
 def run_task(cfg: RunConfig, run_dir: str | Path, kernel: str | None = None):
     """One grid task: lock, skip when complete, else run. Returns a RunOutcome; a run
     locked by a live process comes back with status ``running elsewhere``."""
-    from .grid import RunOutcome, complete_state, run_label, run_one
+    from .grid import STALE, RunOutcome, complete_state, run_label, run_one
 
     run_dir = Path(run_dir)
     label = run_label(cfg)
@@ -107,7 +107,7 @@ def run_task(cfg: RunConfig, run_dir: str | Path, kernel: str | None = None):
                 return RunOutcome(label, run_dir, "skipped")
             if state in ("other config", "altered"):
                 return RunOutcome(label, run_dir, "failed", error=detail)
-            return run_one(cfg, run_dir, kernel=kernel)
+            return run_one(cfg, run_dir, kernel=kernel, evaluate_only=state == STALE)
     except RunLocked as e:
         return RunOutcome(label, run_dir, "running elsewhere", error=f"locked by {e}")
 

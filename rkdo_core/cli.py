@@ -132,10 +132,11 @@ def cmd_grid(args) -> int:
 
         plan = plan_grid(spec.configs(**override), out)
         for cfg, _run_dir, state, detail in plan:
-            print(f"  {state:<13} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
+            print(f"  {state:<16} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
         states = [p[2] for p in plan]
         counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
-        print(f"{n} runs: {counts}; would run the pending and failed ones, leave those "
+        print(f"{n} runs: {counts}; would run the pending and failed ones, re-evaluate "
+              f"(not retrain) those with a stale evaluation, leave those "
               f"running elsewhere to their grid and refuse those with another config or "
               f"altered files; nothing was started (--dry-run)")
         return 0

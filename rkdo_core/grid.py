@@ -134,8 +134,32 @@ class _MissingFiles(RuntimeError):
     pass
 
 
-def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunOutcome:
-    """Train + evaluate one run through its notebooks; never raises for a failing run."""
+#: a complete run whose metrics files come from an older evaluation (no common yardstick,
+#: no FLOPs): re-evaluated through 02_evaluate, never retrained
+STALE = "stale evaluation"
+
+
+def stale_metrics(run_dir: Path) -> list[str]:
+    """The run's metrics files written by an older evaluation (``eval_version`` below
+    :data:`rkdo_core.train.EVAL_VERSION`), relative to the run folder."""
+    from .train import EVAL_VERSION
+
+    stale = []
+    for f in sorted((run_dir / "metrics").glob("epoch_*.json")):
+        try:
+            version = read_json(f).get("eval_version", 1)
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable: `rkdo verify` reports it; the checksums catch it
+        if version < EVAL_VERSION:
+            stale.append(f.relative_to(run_dir).as_posix())
+    return stale
+
+
+def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None,
+            evaluate_only: bool = False) -> RunOutcome:
+    """Train + evaluate one run through its notebooks; never raises for a failing run.
+    ``evaluate_only``: a complete run's stale evaluation (:data:`STALE`) is redone through
+    02_evaluate alone; 01_train's executed notebook, the record of the training, stays."""
     from papermill.exceptions import PapermillExecutionError
 
     label = run_label(cfg)
@@ -150,7 +174,8 @@ def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None) -> RunO
     for _attempt in range(KERNEL_ATTEMPTS):
         nb = run_dir / TRAIN_NOTEBOOK
         try:
-            _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel)
+            if not evaluate_only:
+                _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel)
             nb = run_dir / EVALUATE_NOTEBOOK
             _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, kernel)
             missing = [f for f in expected_files(cfg) if not (run_dir / f).exists()]
@@ -225,7 +250,8 @@ def _config_change(run_dir: Path, cfg: RunConfig) -> str | None:
 def complete_state(run_dir: Path, cfg: RunConfig) -> tuple[str, str]:
     """``(state, detail)`` of a run folder as far as completeness goes: ``complete``,
     ``other config`` (complete, made with other settings), ``altered`` (complete, but a
-    listed file's size differs from the recorded one), ``failed before`` or ``pending``."""
+    listed file's size differs from the recorded one), :data:`STALE` (complete, metrics from
+    an older evaluation: to re-evaluate), ``failed before`` or ``pending``."""
     if is_complete(run_dir):
         try:
             differs = _config_change(run_dir, cfg)
@@ -240,6 +266,10 @@ def complete_state(run_dir: Path, cfg: RunConfig) -> tuple[str, str]:
         if changed:
             return ("altered", f"complete, but {', '.join(changed)} changed size since it was "
                     f"recorded; see `rkdo verify`, and delete the run folder to redo it")
+        stale = stale_metrics(run_dir)
+        if stale:
+            return (STALE, f"{len(stale)} metrics file(s) from an older evaluation (no common "
+                    "yardstick / FLOPs): re-evaluated, not retrained")
         return "complete", ""
     if (run_dir / RUN_FAILED).exists():
         try:
@@ -255,14 +285,14 @@ def plan_grid(configs: list[RunConfig], out: str | Path
     ``complete`` (skipped), ``other config`` (complete, but made with other settings:
     refused), ``altered`` (complete, but a file changed size: refused), ``running
     elsewhere`` (another live process holds its lock: left to it), ``failed before`` (has
-    run_failed.json: tried again), ``pending``."""
+    run_failed.json: tried again), :data:`STALE` (re-evaluated, not retrained), ``pending``."""
     from .backends import lock_holder
 
     plan = []
     for cfg in configs:
         run_dir = run_dir_for(out, cfg).resolve()
         state, detail = complete_state(run_dir, cfg)
-        if state in ("pending", "failed before"):
+        if state in ("pending", "failed before", STALE):
             holder = lock_holder(run_dir)
             if holder:
                 state, detail = "running elsewhere", f"locked by {holder}"
@@ -341,7 +371,7 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
     report = GridReport(out)
     todo = []
     for cfg, run_dir, state, detail in plan_grid(configs, out):
-        if state in ("pending", "failed before"):
+        if state in ("pending", "failed before", STALE):
             todo.append((cfg, run_dir))
         elif state in ("other config", "altered"):  # never reuse nor overwrite a finished run
             report.outcomes.append(RunOutcome(run_label(cfg), run_dir, "failed",
