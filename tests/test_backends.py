@@ -108,6 +108,7 @@ FAKE_GRID = textwrap.dedent("""
     from pathlib import Path
     import rkdo_core.grid as grid
     from rkdo_core.config import load_params
+    from rkdo_core.train import EVAL_VERSION  # a current evaluation, not a stale one
 
     params, out, log, ready = sys.argv[1:5]
     def execute(name, run_dir, p, kernel):
@@ -119,7 +120,8 @@ FAKE_GRID = textwrap.dedent("""
                    and c.seed == int(run_dir.name[5:]))
         for f in grid.expected_files(cfg):
             (run_dir / f).parent.mkdir(parents=True, exist_ok=True)
-            (run_dir / f).write_text(json.dumps({"config": cfg.to_dict()}))
+            (run_dir / f).write_text(json.dumps({"config": cfg.to_dict(),
+                                                 "eval_version": EVAL_VERSION}))
         return run_dir / name
     grid._execute = execute
     spec = load_params(params)

@@ -215,7 +215,7 @@ def test_interrupted_grid_starts_no_further_run(tmp_path, monkeypatch):
     spec = load_params(PARAMS / "smoke.yaml")
     started = []
 
-    def fake_run_one(cfg, run_dir, *, kernel=None):
+    def fake_run_one(cfg, run_dir, *, kernel=None, evaluate_only=False):
         started.append(cfg.seed)
         time.sleep(0.2)  # a run takes a while: the interrupt arrives while others queue
         return grid.RunOutcome(grid.run_label(cfg), run_dir, "complete")

@@ -12,6 +12,7 @@ import rkdo_core.grid as grid
 from rkdo_core.cli import main
 from rkdo_core.config import grid_from_dict
 from rkdo_core.integrity import check_run, verify_results
+from rkdo_core.train import EVAL_VERSION
 
 SPEC = grid_from_dict({"datasets": ["digits"], "methods": ["rkdo", "icon"], "seeds": [1],
                        "epochs": [1, 2], "config": {"steps_per_epoch": 2, "batch_size": 16,
@@ -29,7 +30,8 @@ def fake_execute(name, run_dir, params, kernel):
     for f in mine:
         p = Path(run_dir) / f
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"file": f, "run": str(run_dir), "config": cfg.to_dict()}))
+        p.write_text(json.dumps({"file": f, "run": str(run_dir), "config": cfg.to_dict(),
+                                 "eval_version": EVAL_VERSION}))  # a current evaluation
     return Path(run_dir) / name
 
 
