@@ -251,24 +251,31 @@ def _field(records: list[dict[str, float]], key: str) -> list[float]:
 def loss_only_seconds(config: RunConfig, device: torch.device, reps: int) -> dict[str, float]:
     """Median seconds of forward + backward of each loss alone on fixed (B, 64) embeddings:
     the only computation in which an RKDO step differs from an I-Con step."""
+    return time_losses({m: config.replace(method=m) for m in ("rkdo", "icon")}, device, reps)
+
+
+def time_losses(configs: dict[Any, RunConfig], device: torch.device, reps: int
+                ) -> dict[Any, float]:
+    """Median seconds of forward + backward of each config's loss alone on the same fixed
+    (B, 64) embeddings, the variants alternating, after 3 untimed rounds."""
     from .losses import loss_for
 
     g = torch.Generator().manual_seed(0)
-    b = config.batch_size
+    b = next(iter(configs.values())).batch_size
     z = [torch.nn.functional.normalize(torch.randn(b, 64, generator=g), dim=1).to(device)
          for _ in range(2)]
-    fns = {m: loss_for(config.replace(method=m)) for m in ("rkdo", "icon")}
-    times: dict[str, list[float]] = {m: [] for m in fns}
+    fns = {k: loss_for(c) for k, c in configs.items()}
+    times: dict[Any, list[float]] = {k: [] for k in fns}
     for r in range(reps + 3):
-        for m, fn in fns.items():
+        for k, fn in fns.items():
             z1, z2 = (t.clone().requires_grad_() for t in z)
             _sync(device)
             t0 = time.perf_counter()
             fn(z1, z2).backward()
             _sync(device)
             if r >= 3:
-                times[m].append(time.perf_counter() - t0)
-    return {m: float(np.median(v)) for m, v in times.items()}
+                times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 # ---- (d) FLOPs and the matmul rate --------------------------------------------------------

@@ -27,7 +27,6 @@ import argparse
 import functools
 import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -297,25 +296,9 @@ def _loss_only_seconds(cfgs: dict[tuple[str, int], RunConfig], device: torch.dev
                        reps: int) -> dict[tuple[str, int], float]:
     """Median seconds of forward + backward of each variant's loss alone on fixed (B, 64)
     embeddings, the variants alternating, after 3 untimed rounds."""
-    from .bench import _sync
-    from .losses import loss_for
+    from .bench import time_losses
 
-    b = next(iter(cfgs.values())).batch_size
-    g = torch.Generator().manual_seed(0)
-    z = [torch.nn.functional.normalize(torch.randn(b, 64, generator=g), dim=1).to(device)
-         for _ in range(2)]
-    fns = {v: loss_for(c) for v, c in cfgs.items()}
-    times: dict[tuple[str, int], list[float]] = {v: [] for v in fns}
-    for r in range(reps + 3):
-        for v, fn in fns.items():
-            z1, z2 = (t.clone().requires_grad_() for t in z)
-            _sync(device)
-            t0 = time.perf_counter()
-            fn(z1, z2).backward()
-            _sync(device)
-            if r >= 3:
-                times[v].append(time.perf_counter() - t0)
-    return {v: float(np.median(t)) for v, t in times.items()}
+    return time_losses(cfgs, device, reps)
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Kill `rkdo grid` at several points, resume it, and get the numbers of an uninterrupted run.
 
 One results folder goes through every kill point in turn (the tiny two-run grid of
-tests/test_backends.py, one worker; run A = rkdo/seed_42, then run B = icon/seed_42):
+tests/test_backends.py — the smoke grid's seed 42 — one worker; run A = rkdo/seed_42, then run B = icon/seed_42):
 
 1. SIGKILL while A trains (its step-0 checkpoint written, train_complete.json not yet):
    the killed grid leaves no kernel behind, and A is not complete;
@@ -14,7 +14,7 @@ tests/test_backends.py, one worker; run A = rkdo/seed_42, then run B = icon/seed
 4. SIGINT (what Ctrl-C sends the grid) while A is re-evaluated: A completes without being
    retrained, B does not start;
 5. a final uninterrupted invocation runs B; every metrics file and training loss equals the
-   uninterrupted reference grid's, and `rkdo verify` finds nothing wrong.
+   uninterrupted smoke grid's (tests/conftest.py), and `rkdo verify` finds nothing wrong.
 """
 
 import os
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_backends import reference_results, results_numbers, tiny_params
+from test_backends import results_numbers, same_as_reference, tiny_params
 
 from rkdo_core.cli import main
 from rkdo_core.config import load_params
@@ -81,7 +81,7 @@ def _kill(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def test_killed_grid_resumes_to_the_uninterrupted_numbers(tmp_path_factory, tmp_path):
+def test_killed_grid_resumes_to_the_uninterrupted_numbers(smoke_results, tmp_path):
     params = tiny_params(tmp_path)
     out = (tmp_path / "results").resolve()
     a_cfg, b_cfg = load_params(params).configs()
@@ -135,6 +135,7 @@ def test_killed_grid_resumes_to_the_uninterrupted_numbers(tmp_path_factory, tmp_
     assert main(["grid", str(params), "--out", str(out), "--workers", "1",
                  "--no-progress"]) == 0
     assert is_complete(a) and is_complete(b)
-    assert results_numbers(out) == results_numbers(reference_results(tmp_path_factory))
+    ours = results_numbers(out)
+    assert len(ours) == 8 and same_as_reference(ours, smoke_results)
     assert main(["verify", str(out)]) == 0
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".partial-*"))

@@ -1,0 +1,21 @@
+"""Fixtures shared across test files: the smoke grid is executed through papermill once
+per session and read by the grid, back-end and crash tests (each of its runs starts two
+Jupyter kernels, the slowest thing the suite does)."""
+
+from pathlib import Path
+
+import pytest
+
+from rkdo_core.cli import main
+
+PARAMS = Path(__file__).resolve().parent.parent / "params"
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory) -> Path:
+    """params/smoke.yaml run with 2 workers (1 torch thread per run), uninterrupted."""
+    out = tmp_path_factory.mktemp("smoke")
+    rc = main(["grid", str(PARAMS / "smoke.yaml"), "--out", str(out), "--workers", "2",
+               "--no-progress"])
+    assert rc == 0
+    return out
