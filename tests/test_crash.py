@@ -1,7 +1,8 @@
 """Kill `rkdo grid` at several points, resume it, and get the numbers of an uninterrupted run.
 
 One results folder goes through every kill point in turn (the tiny two-run grid of
-tests/test_backends.py — the smoke grid's seed 42 — one worker; run A = rkdo/seed_42, then run B = icon/seed_42):
+tests/test_backends.py — the smoke grid's seed 42 — one worker; run A = rkdo/seed_42,
+then run B = icon/seed_42):
 
 1. SIGKILL while A trains (its step-0 checkpoint written, train_complete.json not yet):
    the killed grid leaves no kernel behind, and A is not complete;
