@@ -30,10 +30,12 @@ import numpy as np
 import pandas as pd
 
 from .stats import (
+    ALPHA_LEVEL,
     METHOD_LABELS,
     YARDSTICK,
     dataset_label,
     gap_beyond_step0,
+    measured,
     paired_comparison,
     paired_stats,
     paired_values,
@@ -46,7 +48,7 @@ FAILS = "does not hold"
 UNTESTABLE = "not testable with this grid"
 VERDICTS = (HOLDS, FAILS, UNTESTABLE)
 #: significance level of every test in the checklist (Holm-corrected where stated)
-ALPHA = 0.05
+ALPHA = ALPHA_LEVEL  # the level of the generated sentences too (one source)
 #: "~30 %": the loss improvement must lie in this band (percentage points) at every budget
 LOSS_BAND = (20.0, 40.0)
 #: step-0 share of the final loss gap above which the gap is not "produced by training"
@@ -101,10 +103,6 @@ def _row(claim, source, protocol, datasets, evidence, verdict, rule) -> dict:
     return {"claim": claim, "source": source, "protocol": protocol,
             "datasets": ", ".join(dataset_label(d) for d in datasets), "evidence": evidence,
             "verdict": verdict, "rule": rule}
-
-
-def _measured(df: pd.DataFrame, column: str) -> bool:
-    return column in df and df[column].notna().any()
 
 
 def _all(verdicts: Sequence[str]) -> str:
@@ -257,7 +255,7 @@ def _claim_a_yardstick(df, protocol, datasets) -> dict:
             f"views), each with a paired p, Holm-adjusted over the protocol's trained budgets, "
             f"below {ALPHA}; holds if so on every dataset; not testable where the yardstick "
             "was not measured")
-    missing = [c for c in YARDSTICKS if not _measured(df, c)]
+    missing = [c for c in YARDSTICKS if not measured(df, c)]
     if missing:
         return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
                     f"not measured: the metrics files hold no {', '.join(missing)} (results "

@@ -26,6 +26,7 @@ from .stats import (
     METRIC_LABELS,
     dataset_label,
     holm,
+    measured,
     paired_stats,
     paired_values,
 )
@@ -55,10 +56,6 @@ FLOP_CONVENTION = "forward + backward FLOPs of one optimizer step, FlopCounterMo
 _X_AXES = {"steps": "optimizer steps", "train_flops": "training FLOPs (fwd + bwd)"}
 
 
-def _measured(df: pd.DataFrame, column: str) -> bool:
-    return column in df and df[column].notna().any()
-
-
 def with_train_flops(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with ``train_flops`` filled as steps × flops_per_step where the metrics file
     did not store it (and flops_per_step is there). Never modifies ``df``."""
@@ -85,7 +82,7 @@ def curve(df: pd.DataFrame, dataset: str, protocol: str, method: str, metric: st
 
 
 def _flops_per_step_text(df: pd.DataFrame) -> str:
-    if not _measured(df, "flops_per_step"):
+    if not measured(df, "flops_per_step"):
         return ("FLOPs: not measured in these metrics files (no flops_per_step), so only the "
                 "optimizer-step axis is drawn.")
     parts = []
@@ -110,11 +107,11 @@ def fig_compute_matched(df: pd.DataFrame, protocol: str | None = None,
     df = with_train_flops(df)
     sub, protocol = _select(df, protocol)
     datasets = dataset_order(sub.dataset.unique())
-    rows = [m for m in metrics if _measured(sub, m)]
+    rows = [m for m in metrics if measured(sub, m)]
     absent = [m for m in metrics if m not in rows]
     if not rows:
         raise ValueError(f"none of the metrics {list(metrics)} is in the results")
-    xaxes = [x for x in _X_AXES if _measured(sub, x)]
+    xaxes = [x for x in _X_AXES if measured(sub, x)]
     if not xaxes:
         raise ValueError("the results hold neither optimizer steps nor FLOPs (steps, "
                          "train_flops) to draw against")

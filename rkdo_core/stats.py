@@ -400,8 +400,14 @@ def gap_beyond_step0(df: pd.DataFrame, metric: str = "train_loss") -> pd.DataFra
     return out
 
 
+def measured(df: pd.DataFrame, column: str) -> bool:
+    """The metrics frame has ``column`` with at least one value (results made before a
+    column existed lack it, or hold it only for some runs)."""
+    return column in df and df[column].notna().any()
+
+
 def has_yardstick(df: pd.DataFrame) -> bool:
-    return all(k in df and df[k].notna().any() for k in YARDSTICK)
+    return all(measured(df, k) for k in YARDSTICK)
 
 
 def yardstick_comparison(df: pd.DataFrame) -> pd.DataFrame:
