@@ -50,8 +50,6 @@ COMPUTE_METRICS = {
 }
 FIGURE_METRICS = ("linear_eval", "neighborhood_acc", "yardstick_icon")
 TABLE_METRICS = ("linear_eval", "neighborhood_acc")
-FIGURE_NAME = "fig7_compute_matched"
-TABLE_NAME = "table7_compute_matched"
 FLOP_CONVENTION = "forward + backward FLOPs of one optimizer step, FlopCounterMode convention"
 _X_AXES = {"steps": "optimizer steps", "train_flops": "training FLOPs (fwd + bwd)"}
 
