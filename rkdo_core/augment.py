@@ -1,4 +1,4 @@
-"""Two-view contrastive augmentation on batched uint8 tensors (PAPER.md §3, "Data").
+"""Two-view contrastive augmentation on batched uint8 tensors (docs/method.md §3, "Data").
 
 The authors' notebook augments each image separately with PIL::
 

@@ -4,17 +4,30 @@ Every RunConfig field is an option (``--steps-per-epoch``, ``--alpha`` …), gen
 the dataclass so the CLI and the config cannot drift apart. Options not given keep the
 preset's value (``--preset paper`` by default). Bad input ends with one clear line and
 exit status 2, never a traceback.
+
+`rkdo --help`, `rkdo verify`, `rkdo grid` and `rkdo aggregate` never import torch (the
+grid's and the aggregation's work happens in notebook kernels): the commands that do —
+train, evaluate, bench, flops — import their module when they run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import sys
 import typing
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, parse_int_list
+from .config import ConfigError, RunConfig, load_params, parse_int_list
+from .errors import DatasetUnavailableError, NonFiniteLossError
+from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, run_label
+from .runs.backends import load_slurm_options
+from .runs.grid import plan_grid, run_grid
+from .runs.integrity import format_report, verify_results
+from .runs.notebooks import run_theory
+from .runs.runner import describe_os_error
+from .runs.site import build_site
 
 _NONE_WORDS = {"none", "full", "all"}
 
@@ -60,7 +73,7 @@ def _parser_for(field: dataclasses.Field):
 def _add_config_options(p: argparse.ArgumentParser, skip=()) -> None:
     p.add_argument("--preset", choices=["paper", "full"], default="paper",
                    help="protocol preset the other options override (default: paper)")
-    g = p.add_argument_group("run configuration (defaults: the preset's, see PAPER.md §3)")
+    g = p.add_argument_group("run configuration (defaults: the preset's, see docs/method.md §3)")
     for f in dataclasses.fields(RunConfig):
         if f.name in skip or f.name == "protocol":
             continue
@@ -77,7 +90,8 @@ def _config_from(args: argparse.Namespace, **fixed) -> RunConfig:
 
 
 def cmd_train(args) -> int:
-    from .train import evaluate_run, train
+    from .training.evaluate import evaluate_run  # deferred: imports torch
+    from .training.train import train  # deferred: imports torch
 
     cfg = _config_from(args)
     done = train(cfg, args.out, progress=not args.no_progress, force=args.force)
@@ -91,7 +105,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .train import evaluate_run
+    from .training.evaluate import evaluate_run  # deferred: imports torch
 
     for r in evaluate_run(args.run_dir, force=args.force):
         print(f"epoch {r['epoch']:>3}  linear {r['linear_eval']:.4f}  NMI {r['nmi']:.4f}  "
@@ -115,9 +129,6 @@ def _set_value(text: str) -> tuple[str, object]:
 
 def cmd_grid(args) -> int:
     """Expand a params file and run every incomplete run through the notebooks."""
-    from .config import load_params
-    from .grid import run_grid, run_label
-
     spec = load_params(args.params)
     override = dict(_set_value(s) for s in args.set)
     if args.data_root is not None:
@@ -128,8 +139,6 @@ def cmd_grid(args) -> int:
           f"method(s) × {len(spec.seeds)} seed(s) = {n} runs, budgets {list(spec.epochs)} "
           f"({spec.preset} protocol) -> {out}", flush=True)
     if args.dry_run:
-        from .grid import plan_grid
-
         plan = plan_grid(spec.configs(**override), out)
         for cfg, _run_dir, state, detail in plan:
             print(f"  {state:<16} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
@@ -147,8 +156,6 @@ def cmd_grid(args) -> int:
                           "only goes with --backend slurm")
     slurm_options = None
     if args.backend == "slurm":
-        from .backends import load_slurm_options
-
         slurm_options = load_slurm_options(args.slurm_options)
     report = run_grid(spec, out, workers=args.workers, override=override,
                       progress=not args.no_progress, backend=args.backend,
@@ -172,8 +179,6 @@ def cmd_grid(args) -> int:
 
 def cmd_verify(args) -> int:
     """Re-check a results folder's runs against their recorded checksums."""
-    from .integrity import format_report, verify_results
-
     checks = verify_results(args.results_dir)
     print(format_report(checks, args.results_dir))
     return 0 if all(c.ok for c in checks) else 1
@@ -190,13 +195,12 @@ def _notebook_failed(name: str, error, folder) -> int:
 
 def cmd_aggregate(args) -> int:
     """Execute 05_aggregate over a results folder, render every notebook, write index.html."""
+    # deferred: papermill takes about a second to import
     from papermill.exceptions import PapermillExecutionError
 
-    from .report import AGGREGATE_NOTEBOOK, aggregate
-
     try:
-        index = aggregate(args.results_dir, diagnostics=not args.no_diagnostics,
-                          progress=not args.no_progress)
+        index = build_site(args.results_dir, diagnostics=not args.no_diagnostics,
+                           progress=not args.no_progress)
     except PapermillExecutionError as e:
         return _notebook_failed(AGGREGATE_NOTEBOOK, e, args.results_dir)
     print(f"written: {index}")
@@ -217,9 +221,8 @@ def _notebook_params(pairs: list[list[str]]) -> dict:
 
 def cmd_theory(args) -> int:
     """Execute notebooks/03_convergence_theory.ipynb with papermill and render it to HTML."""
+    # deferred: papermill takes about a second to import
     from papermill.exceptions import PapermillExecutionError
-
-    from .notebooks import THEORY_NOTEBOOK, run_theory
 
     params = _notebook_params(args.param)
     try:
@@ -289,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_aggregate)
 
-    p = sub.add_parser("theory", help="execute the convergence-theory notebook (PAPER.md §5)")
+    p = sub.add_parser("theory", help="execute the convergence-theory notebook (docs/method.md §5)")
     p.add_argument("--out", default="results/default/theory", help="folder for the executed "
                    "notebook and its HTML")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[],
@@ -297,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(n, d, alpha, k, lr, lr_overshoot, steps, seed, n_draws)")
     p.set_defaults(func=cmd_theory)
 
-    # `rkdo bench ...` is handed to rkdo_core.bench's own parser (see main); listed here
+    # `rkdo bench ...` is handed to rkdo_core.tools.bench's own parser (see main); listed here
     # so that `rkdo --help` shows it.
     sub.add_parser("bench", add_help=False,
                    help="time our training step against the reference pipeline "
@@ -309,16 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DatasetUnavailableError
-    from .train import NonFiniteLossError
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
-        from .bench import bench_main
+        from .tools.bench import bench_main  # deferred: imports torch
 
         return bench_main(argv[1:])
     if argv[:1] == ["flops"]:
-        from .flops import flops_main
+        from .tools.flops import flops_main  # deferred: imports torch
 
         return flops_main(argv[1:])
     parser = build_parser()
@@ -332,12 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rkdo: training failed: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        import errno
-
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        from .grid import describe_os_error
-
         print(f"rkdo: error: {describe_os_error(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

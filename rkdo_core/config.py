@@ -1,4 +1,4 @@
-"""One frozen, validated run configuration (PAPER.md §3 holds every default).
+"""One frozen, validated run configuration (docs/method.md §3 holds every default).
 
 `RunConfig` is the only configuration type of the suite. Every knob of the authors'
 notebook is a field; invalid values raise :class:`ConfigError`, whose message names the
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .data import DATASET_NAMES
+from .datasets import DATASET_NAMES
 
 METHOD_NAMES = ("icon", "rkdo")
 PROTOCOLS = ("paper", "full")
@@ -149,7 +149,7 @@ class RunConfig:
         return self.epochs[-1]
 
     def loss_temperatures(self) -> list[float]:
-        """Scheduled temperatures τ0·(1 − β·t/T) for t = 0..T (PAPER.md eq. 4 schedule)."""
+        """Scheduled temperatures τ0·(1 − β·t/T) for t = 0..T (docs/method.md §2, eq. 4)."""
         return [self.temperature * (1.0 - self.beta * t / self.depth)
                 for t in range(self.depth + 1)]
 
@@ -436,3 +436,27 @@ def _unique_key_loader():
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     return Loader
+
+
+def same_run_config(a: dict, b: dict) -> bool:
+    """Configs equal up to where the data lives (the same files may be mounted elsewhere)
+    and how many CPU threads ran it (a grid picks threads from its worker count, so a
+    resumed grid with other --workers must still find its runs). Fields a config predates
+    (e.g. the speed fields) count as their defaults."""
+    return not run_config_differences(a, b)
+
+
+def run_config_differences(old: dict, new: dict) -> list[str]:
+    """The fields in which two run configs differ, as ``'field old -> new'``, compared the
+    way :func:`same_run_config` compares them."""
+    a, b = _normalised(old), _normalised(new)
+    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+
+
+def _normalised(d: dict) -> dict:
+    try:
+        d = RunConfig.from_dict(d).to_dict()
+    except (ConfigError, TypeError):
+        d = dict(d)
+    return {**d, "data_root": None, "threads": None}

@@ -1,4 +1,4 @@
-"""I-Con and RKDO losses exactly as the authors' notebook computes them (PAPER.md §3).
+"""I-Con and RKDO losses exactly as the authors' notebook computes them (docs/method.md §3).
 
 Both are pure functions of two views' L2-normalised embeddings ``z1, z2`` of shape (B, D):
 ``S = z1 @ z2.T`` is the (B, B) cross-view similarity, row i's positive is column i, and
@@ -48,7 +48,7 @@ def icon_loss(z1: Tensor, z2: Tensor, *, temperature: float = 0.5,
               debias_alpha: float = 0.2) -> Tensor:
     """I-Con: KL(p || q) with p = (1 − a)I + a/B and q = row-softmax(z1 z2ᵀ / τ).
 
-    z1, z2: (B, D) L2-normalised embeddings. Returns a scalar tensor (PAPER.md §3, eq. 1
+    z1, z2: (B, D) L2-normalised embeddings. Returns a scalar tensor (docs/method.md §3, eq. 1
     with a fixed p). With a = 0 this is the InfoNCE cross-entropy.
     """
     s = _similarity(z1, z2)
@@ -101,7 +101,7 @@ def rkdo_recursion(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, alpha: f
 
 def rkdo_loss(z1: Tensor, z2: Tensor, *, temperature: float = 0.5, alpha: float = 0.5,
               depth: int = 3, beta: float = 0.1) -> Tensor:
-    """RKDO: Σ_{t=1..T} KL(p_t || q_t), batchmean each (PAPER.md §3, eqs. 1–4).
+    """RKDO: Σ_{t=1..T} KL(p_t || q_t), batchmean each (docs/method.md §3, eqs. 1–4).
 
     z1, z2: (B, D) L2-normalised embeddings. Returns a scalar tensor. Nothing is detached.
     """

@@ -1,4 +1,4 @@
-"""ResNet-18 encoder + projection head of the authors' notebook (PAPER.md §3).
+"""ResNet-18 encoder + projection head of the authors' notebook (docs/method.md §3).
 
 torchvision ResNet-18, random init, ImageNet stem (7×7 stride-2 conv + max-pool, as in the
 reference even at 32×32), ``fc`` replaced by identity, then Linear(512, 512) → [BatchNorm]

@@ -1,4 +1,4 @@
-"""Atomic file writes and run-folder provenance.
+"""Atomic file writes and the code version (torch-free).
 
 A file is written to a temporary name in the same folder and renamed into place, so a
 reader never sees half of it; a crash leaves at most a stray ``*.tmp``.
@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
-import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 
-
-def _atomic(path: Path, write) -> None:
+def write_atomic(path: str | Path, write: Callable[[Any], Any]) -> None:
+    """Call ``write(binary_file)`` on a temporary file, fsync it and rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,11 +33,7 @@ def _atomic(path: Path, write) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-    _atomic(Path(path), lambda fh: fh.write(payload))
-
-
-def torch_save_atomic(path: str | Path, obj: Any) -> None:
-    _atomic(Path(path), lambda fh: torch.save(obj, fh))
+    write_atomic(path, lambda fh: fh.write(payload))
 
 
 def read_json(path: str | Path) -> Any:
@@ -58,27 +52,3 @@ def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
         return {"git_sha": sha, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"git_sha": None, "git_dirty": None}
-
-
-def provenance(device: torch.device) -> dict[str, Any]:
-    """What produced a result: code version, library versions, device."""
-    import numpy
-    import sklearn
-    import torchvision
-
-    info: dict[str, Any] = {
-        **git_state(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "sklearn": sklearn.__version__,
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-    else:
-        info["device_name"] = platform.processor() or platform.machine()
-    return info

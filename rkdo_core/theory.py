@@ -1,4 +1,4 @@
-"""Section 6 of the paper on fields small enough to compute exactly (PAPER.md §5, §6.2).
+"""Section 6 of the paper on fields small enough to compute exactly (docs/method.md §5, §6.2).
 
 A *field* is an (n, n) row-stochastic float64 array: row i is a conditional distribution
 p(·|i) over the n points. Everything here is numpy/scipy in float64, so the paper's
@@ -23,7 +23,7 @@ and L(0) = KL(p(0) || q(0)) with q(0) the untrained model. Four inner-step famil
   (eq. 15's inexact inner step).
 - :class:`Frozen` — learning rate 0: q(t) = q(0) for ever.
 
-What the checks can and cannot show (PAPER.md §6.2): Lemma 2 needs only that q(t−1) is a
+What the checks can and cannot show (docs/method.md §6.2): Lemma 2 needs only that q(t−1) is a
 candidate the inner step does not make worse. Every warm-started descent method — and the
 frozen model, which does nothing — satisfies it, so Theorem 3's geometric decay says that
 the teacher p(t) collapses onto the student, not that the student learned anything. The
@@ -36,11 +36,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp, rel_entr
+
+from .runio import write_json_atomic
 
 #: rows of a field must sum to 1 within this (float64 round-off of a mixture is ~1e-16)
 ROW_SUM_ATOL = 1e-9
@@ -136,7 +139,7 @@ def random_field(n: int, rng: np.random.Generator, *, sharpness: float = 1.0) ->
 
 
 def icon_target(n: int, debias_alpha: float = 0.2) -> np.ndarray:
-    """I-Con's fixed supervision p = (1 − a) I + a/n, shape (n, n) (PAPER.md §3)."""
+    """I-Con's fixed supervision p = (1 − a) I + a/n, shape (n, n) (docs/method.md §3)."""
     _validate_positive_int(n, "n", 2)
     if not _is_number(debias_alpha) or not 0 <= debias_alpha <= 1:
         raise TheoryError("debias_alpha", debias_alpha, "must be a number in [0, 1]")
@@ -189,7 +192,7 @@ def chi2(p: np.ndarray, q: np.ndarray) -> float:
 class Embeddings:
     """Learnable embeddings u (n, d) and v (n, d); their field is row-softmax(u vᵀ).
 
-    The cross-view similarity of the reference notebook (z1 z2ᵀ, PAPER.md §3) with the
+    The cross-view similarity of the reference notebook (z1 z2ᵀ, docs/method.md §3) with the
     temperature absorbed into the embeddings' norms. Rows include j = i (the positive).
     """
 
@@ -288,7 +291,7 @@ class Unrestricted:
 
 @dataclass(frozen=True)
 class Frozen:
-    """Learning rate 0: the model never changes, q(t) = q(0) (PAPER.md §6.2)."""
+    """Learning rate 0: the model never changes, q(t) = q(0) (docs/method.md §6.2)."""
 
     name: ClassVar[str] = "frozen"
 
@@ -815,11 +818,7 @@ def write_checks(checks: Sequence[Check], path: Any = "checks.json") -> Any:
     """Write the notebook's ``checks`` as JSON, a list of ``{"name", "statement", "holds",
     "worst", "detail"}`` (``name`` = ``statement``; ``worst`` = max(lhs − rhs), null when not
     finite — a diverged run), atomically; returns the path. This is what the claims checklist
-    (:mod:`rkdo_core.claims`) reads."""
-    from pathlib import Path
-
-    from .runio import write_json_atomic
-
+    (:mod:`rkdo_core.reporting.claims`) reads."""
     rows = []
     for c in checks:
         if not isinstance(c, Check):

@@ -10,8 +10,8 @@ import pytest
 from test_notebooks import _outputs_text
 from test_stats import write_synthetic_results
 
-from rkdo_core.notebooks import NOTEBOOK_DIR, execute_notebook, notebook_parameters
-from rkdo_core.tables import TABLE_NAMES
+from rkdo_core.reporting.tables import TABLE_NAMES
+from rkdo_core.runs.notebooks import NOTEBOOK_DIR, execute_notebook, notebook_parameters
 
 NOTEBOOK = NOTEBOOK_DIR / "05_aggregate.ipynb"
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rkdo_core.stats import (
+from rkdo_core.reporting.stats import (
     gap_beyond_step0,
     holm,
     paired_comparison,
@@ -17,7 +17,7 @@ from rkdo_core.stats import (
     yardstick_sentences,
     yardstick_verdicts,
 )
-from rkdo_core.tables import table1, table_protocols, table_yardstick, yardstick_2x2
+from rkdo_core.reporting.tables import table1, table_protocols, table_yardstick, yardstick_2x2
 
 SEEDS = (1, 2, 3, 4, 5)
 EPOCHS = (0, 1, 2)
@@ -184,7 +184,8 @@ def test_protocol_conclusions_flag_a_changed_conclusion():
 
 
 def test_fig6_common_yardstick_draws_the_files_numbers():
-    from rkdo_core.figures import build_figures, close, fig6_common_yardstick
+    from rkdo_core.reporting.aggregate import build_figures
+    from rkdo_core.reporting.figures import close, fig6_common_yardstick
 
     df = frame()
     fig, caption = fig6_common_yardstick(df)
@@ -196,7 +197,7 @@ def test_fig6_common_yardstick_draws_the_files_numbers():
     np.testing.assert_allclose(ln.get_ydata(), [_vals(df, "rkdo", e, "yardstick_icon").mean()
                                                 for e in EPOCHS])
     r, i = _vals(df, "rkdo", 2, "yardstick_icon"), _vals(df, "icon", 2, "yardstick_icon")
-    from rkdo_core.tables import format_p
+    from rkdo_core.reporting.fmt import format_p
 
     assert f"p = {format_p(sps.ttest_rel(r, i).pvalue)}" in caption
     assert "seeds 1, 2, 3, 4, 5" in caption or "1, 2, 3, 4, 5" in caption

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from rkdo_core.backends import RunLocked, load_slurm_options, lock_holder, run_lock
 from rkdo_core.cli import main
 from rkdo_core.config import ConfigError, load_params
-from rkdo_core.grid import is_complete, run_dir_for
+from rkdo_core.layout import is_complete, run_dir_for
+from rkdo_core.runs.backends import load_slurm_options
+from rkdo_core.runs.locks import RunLocked, lock_holder, run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """\
@@ -80,7 +81,7 @@ def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 def test_a_killed_holder_releases_the_lock(tmp_path):
     code = textwrap.dedent(f"""
         import time
-        from rkdo_core.backends import run_lock
+        from rkdo_core.runs.locks import run_lock
         with run_lock({str(tmp_path)!r}):
             print("locked", flush=True)
             time.sleep(600)
@@ -101,24 +102,26 @@ def test_a_killed_holder_releases_the_lock(tmp_path):
 FAKE_GRID = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
-    import rkdo_core.grid as grid
+    import rkdo_core.layout as layout
+    import rkdo_core.runs.grid as grid
+    import rkdo_core.runs.runner as runner
     from rkdo_core.config import load_params
-    from rkdo_core.train import EVAL_VERSION  # a current evaluation, not a stale one
+    from rkdo_core.layout import EVAL_VERSION  # a current evaluation, not a stale one
 
     params, out, log, ready = sys.argv[1:5]
     def execute(name, run_dir, p, kernel):
-        if name == grid.TRAIN_NOTEBOOK:  # "training": logged, and takes a while
+        if name == layout.TRAIN_NOTEBOOK:  # "training": logged, and takes a while
             with open(log, "a") as fh:
                 fh.write(f"{run_dir.parts[-2]}/{run_dir.name} {os.getpid()}\\n")
             time.sleep(1.0)
         cfg = next(c for c in spec.configs() if c.method == run_dir.parts[-2]
                    and c.seed == int(run_dir.name[5:]))
-        for f in grid.expected_files(cfg):
+        for f in layout.expected_files(cfg.epochs):
             (run_dir / f).parent.mkdir(parents=True, exist_ok=True)
             (run_dir / f).write_text(json.dumps({"config": cfg.to_dict(),
                                                  "eval_version": EVAL_VERSION}))
         return run_dir / name
-    grid._execute = execute
+    runner._execute = execute
     spec = load_params(params)
     Path(ready, str(os.getpid())).touch()  # both processes start together
     while len(os.listdir(ready)) < 2:

@@ -9,14 +9,8 @@ import math
 
 import pytest
 
-from rkdo_core.bench import (
-    GRIDS,
-    bench_main,
-    format_table,
-    grid_steps,
-    summarize,
-)
 from rkdo_core.cli import main
+from rkdo_core.tools.bench import GRIDS, bench_main, format_table, grid_steps, summarize
 
 
 @pytest.fixture(scope="module")

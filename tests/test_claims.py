@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 from test_stats import SEEDS, synthetic_rows, write_synthetic_results
 
-from rkdo_core.claims import (
+from rkdo_core.reporting.claims import (
     COLUMNS,
     FAILS,
     HOLDS,
@@ -18,8 +18,9 @@ from rkdo_core.claims import (
     checklist_markdown,
     claims_checklist,
 )
-from rkdo_core.stats import load_metrics
-from rkdo_core.tables import load_reported, write_table
+from rkdo_core.reporting.fmt import write_table
+from rkdo_core.reporting.reported import load_reported
+from rkdo_core.reporting.results import load_metrics
 from rkdo_core.theory import Check, write_checks
 
 EPOCHS = (0, 1, 2, 5, 10)
@@ -261,7 +262,7 @@ def _flops(fwd, fb, wall):
 def test_flops_rows_flip_per_convention(tmp_path):
     df = make_df(lambda m, e: base_values(m, e))
     t = claims_checklist(df, flops=_flops(0.01, 0.5, 3.0))
-    d = t[t.source.str.startswith("PAPER.md §1 d")]
+    d = t[t.source.str.startswith("docs/method.md §1 d")]
     assert list(d.verdict) == [HOLDS, FAILS, FAILS]
     assert "overhead 0.01 %" in d.iloc[0].evidence and "fwd only" in d.iloc[0].evidence
     assert "paper's own printed FLOPs give 0.0084 %" in d.iloc[0].evidence
@@ -271,19 +272,19 @@ def test_flops_rows_flip_per_convention(tmp_path):
     path = tmp_path / "flops.json"
     path.write_text(json.dumps(_flops(0.5, 0.01, 0.01)))
     d = claims_checklist(df, flops=path)
-    assert list(d[d.source.str.startswith("PAPER.md §1 d")].verdict) == [FAILS, HOLDS, HOLDS]
+    assert list(d[d.source.str.startswith("docs/method.md §1 d")].verdict) == [FAILS, HOLDS, HOLDS]
     # wall time whose per-step noise (p10…p90) spans the threshold cannot decide it
     noisy = _flops(0.01, 0.01, 0.02)
     noisy["wall_time_paired_overhead_pct"] = {"median": 0.02, "p10": -13.0, "p90": 2.5}
     d = claims_checklist(df, flops=noisy)
-    w = d[d.source == "PAPER.md §1 d (audit)"].iloc[0]
+    w = d[d.source == "docs/method.md §1 d (audit)"].iloc[0]
     assert w.verdict == UNTESTABLE and "noise spans the 0.03 % threshold" in w.evidence
     # without the paired numbers the median decides
     del noisy["wall_time_paired_overhead_pct"]
     d = claims_checklist(df, flops=noisy)
-    assert d[d.source == "PAPER.md §1 d (audit)"].iloc[0].verdict == HOLDS
+    assert d[d.source == "docs/method.md §1 d (audit)"].iloc[0].verdict == HOLDS
     d = claims_checklist(df, flops=tmp_path / "absent.json")
-    d = d[d.source.str.startswith("PAPER.md §1 d")]
+    d = d[d.source.str.startswith("docs/method.md §1 d")]
     assert set(d.verdict) == {UNTESTABLE} and d.iloc[0].evidence.startswith("not measured")
 
 

@@ -8,15 +8,15 @@ from matplotlib.container import ErrorbarContainer
 from scipy import stats as sps
 from test_stats import SEEDS, STEPS_PER_EPOCH, synthetic_rows
 
-from rkdo_core.compute import (
+from rkdo_core.reporting.compute import (
     compute_matched_table,
     default_pairs,
     fig_compute_matched,
     with_train_flops,
 )
-from rkdo_core.figures import close
-from rkdo_core.stats import holm
-from rkdo_core.tables import write_table
+from rkdo_core.reporting.figures import close
+from rkdo_core.reporting.fmt import write_table
+from rkdo_core.reporting.stats import holm
 
 FLOPS = {"rkdo": 2.0004e9, "icon": 2.0e9}
 

@@ -71,7 +71,7 @@ def test_frozen_and_presets():
     full = RunConfig.preset("full", dataset="cifar10")
     assert (full.steps_per_epoch, full.eval_images, full.eval_features) == (None, None, "backbone")
     assert full.dataset == "cifar10" and full.protocol == "full"
-    # Paper defaults (PAPER.md §3).
+    # Paper defaults (docs/method.md §3).
     assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.temperature) == (1e-3, 1e-5, 64, 0.5)
     assert (cfg.alpha, cfg.depth, cfg.beta, cfg.debias_alpha) == (0.5, 3, 0.1, 0.2)
     assert cfg.epochs == (1, 2, 5, 10)

@@ -30,8 +30,8 @@ from test_backends import results_numbers, same_as_reference, tiny_params
 
 from rkdo_core.cli import main
 from rkdo_core.config import load_params
-from rkdo_core.grid import is_complete, run_dir_for
-from rkdo_core.integrity import verify_results
+from rkdo_core.layout import is_complete, run_dir_for
+from rkdo_core.runs.integrity import verify_results
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,6 @@ from sklearn.model_selection import train_test_split
 
 from rkdo_core import data as D
 from rkdo_core.data import (
-    DATASET_NAMES,
     DatasetSplits,
     DatasetUnavailableError,
     Split,
@@ -26,6 +25,7 @@ from rkdo_core.data import (
     num_classes,
     resolve_data_root,
 )
+from rkdo_core.datasets import DATASET_NAMES
 
 URLS = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -219,9 +219,9 @@ def _assert_split(split: Split, images_nchw, labels, size):
 # ---------------------------------------------------------------------------------------
 
 def test_registry_names_sizes_and_classes():
-    assert DATASET_NAMES == ("digits", "cifar10", "cifar100", "stl10")
-    assert [default_image_size(n) for n in DATASET_NAMES] == [32, 32, 32, 64]
-    assert [num_classes(n) for n in DATASET_NAMES] == [10, 10, 100, 10]
+    assert DATASET_NAMES == ("digits", "fashion_mnist", "cifar10", "cifar100", "stl10")
+    assert [default_image_size(n) for n in DATASET_NAMES] == [32, 32, 32, 32, 64]
+    assert [num_classes(n) for n in DATASET_NAMES] == [10, 10, 10, 100, 10]
 
 
 @pytest.mark.parametrize("fn", [load_dataset, default_image_size, num_classes])

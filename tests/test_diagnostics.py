@@ -8,11 +8,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from rkdo_core import diagnostics as D
+import rkdo_core.training.diagnostics as D
 from rkdo_core.config import RunConfig
 from rkdo_core.data import load_dataset
+from rkdo_core.layout import TRAIN_COMPLETE
 from rkdo_core.losses import icon_loss, rkdo_loss
-from rkdo_core.train import TRAIN_COMPLETE, evaluate_run, train
+from rkdo_core.training.evaluate import evaluate_run
+from rkdo_core.training.train import train
 
 TINY = dict(dataset="digits", epochs=(1,), steps_per_epoch=2, batch_size=16, eval_images=64,
             threads=1, device="cpu")

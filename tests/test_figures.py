@@ -7,9 +7,9 @@ from matplotlib.container import BarContainer
 from scipy import stats as sps
 from test_stats import SEEDS, synthetic_rows
 
-from rkdo_core.figures import (
+from rkdo_core.reporting.aggregate import build_figures
+from rkdo_core.reporting.figures import (
     FIGURE_NAMES,
-    build_figures,
     close,
     fig1_loss_improvement,
     fig2_loss_improvement_by_budget,
@@ -19,8 +19,9 @@ from rkdo_core.figures import (
     run_facts,
     save_figure,
 )
-from rkdo_core.stats import paired_comparison
-from rkdo_core.tables import format_p, load_reported
+from rkdo_core.reporting.fmt import format_p
+from rkdo_core.reporting.reported import load_reported
+from rkdo_core.reporting.stats import paired_comparison
 
 EPOCHS = (0, 1, 2, 5, 10)
 

@@ -14,11 +14,10 @@ import torch
 
 from rkdo_core import losses
 from rkdo_core.config import RunConfig
-from rkdo_core.flops import (
-    CONVENTIONS,
-    PAPER_OVERHEAD_PCT,
+from rkdo_core.reporting.reported import load_reported
+from rkdo_core.tools.flops import CONVENTIONS, flops_main
+from rkdo_core.training.stepflops import (
     count_step_flops,
-    flops_main,
     loss_elementwise_ops,
     profiler_flops,
     step_flops,
@@ -89,7 +88,7 @@ def test_out_json_schema(flops_json):
     assert all(isinstance(v, str) and v for v in r["conventions"].values())
     for key in ("forward_profiler_flops", "fwd_bwd_flopcounter_flops", "loss_elementwise_ops"):
         assert key in r["conventions"]
-    assert r["paper_overhead_pct"] == PAPER_OVERHEAD_PCT == 0.03
+    assert r["paper_overhead_pct"] == load_reported().overhead_pct_max == 0.03
     assert r["steps"] == 2 and r["torch_threads"] == 1
     assert [(row["method"], row["depth"]) for row in r["rows"]] == [
         ("rkdo", 1), ("rkdo", 3), ("icon", 0)]

@@ -17,15 +17,15 @@ from scipy import stats as sps
 
 from rkdo_core.cli import main
 from rkdo_core.config import load_params
-from rkdo_core.grid import (
+from rkdo_core.layout import (
     RUN_COMPLETE,
     RUN_FAILED,
     expected_files,
     is_complete,
     run_dir_for,
-    run_grid,
     step_accounting,
 )
+from rkdo_core.runs.grid import run_grid
 
 PARAMS = Path(__file__).resolve().parent.parent / "params"
 SMOKE = load_params(PARAMS / "smoke.yaml")
@@ -56,7 +56,7 @@ def test_every_run_complete_with_its_files(smoke):
     for cfg in configs:
         run = run_dir_for(smoke, cfg)
         assert is_complete(run), run
-        for f in expected_files(cfg):
+        for f in expected_files(cfg.epochs):
             assert (run / f).is_file(), f
         done = json.loads((run / RUN_COMPLETE).read_text())
         assert done["config"]["seed"] == cfg.seed and done["config"]["method"] == cfg.method

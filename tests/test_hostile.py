@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import rkdo_core.grid as grid
+import rkdo_core.layout as layout
+import rkdo_core.runs.runner as runner
 from rkdo_core.cli import main
 from rkdo_core.config import grid_from_dict
 
@@ -115,32 +116,32 @@ SPEC = grid_from_dict({"datasets": ["digits"], "methods": ["rkdo"], "seeds": [1]
 
 
 def _writes_files(name, run_dir, params, kernel):
-    for f in grid.expected_files(SPEC.configs()[0]):
+    for f in layout.expected_files(SPEC.configs()[0].epochs):
         (run_dir / f).parent.mkdir(parents=True, exist_ok=True)
         (run_dir / f).write_text("{}")
     return run_dir / name
 
 
 def test_disk_full_while_recording_completion_leaves_the_run_incomplete(tmp_path, monkeypatch):
-    real = grid.write_json_atomic
+    real = runner.write_json_atomic
 
     def full(path, data):
-        if Path(path).name == grid.RUN_COMPLETE:
+        if Path(path).name == layout.RUN_COMPLETE:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, data)
 
-    monkeypatch.setattr(grid, "_execute", _writes_files)
-    monkeypatch.setattr(grid, "write_json_atomic", full)
+    monkeypatch.setattr(runner, "_execute", _writes_files)
+    monkeypatch.setattr(runner, "write_json_atomic", full)
     cfg = SPEC.configs()[0]
-    outcome = grid.run_one(cfg, tmp_path)
+    outcome = runner.run_one(cfg, tmp_path)
     assert outcome.status == "failed"
     assert "disk full: no space left on device" in outcome.error
     assert "run_complete.json" in outcome.error
-    assert not (tmp_path / grid.RUN_COMPLETE).exists() and not grid.is_complete(tmp_path)
-    assert "disk full" in json.loads((tmp_path / grid.RUN_FAILED).read_text())["error"]
+    assert not (tmp_path / layout.RUN_COMPLETE).exists() and not layout.is_complete(tmp_path)
+    assert "disk full" in json.loads((tmp_path / layout.RUN_FAILED).read_text())["error"]
     # once there is space again, the run completes
-    monkeypatch.setattr(grid, "write_json_atomic", real)
-    assert grid.run_one(cfg, tmp_path).status == "complete" and grid.is_complete(tmp_path)
+    monkeypatch.setattr(runner, "write_json_atomic", real)
+    assert runner.run_one(cfg, tmp_path).status == "complete" and layout.is_complete(tmp_path)
 
 
 def test_disk_full_everywhere_is_reported_not_raised(tmp_path, monkeypatch, capsys):
@@ -156,21 +157,21 @@ def test_disk_full_everywhere_is_reported_not_raised(tmp_path, monkeypatch, caps
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(grid, "_execute", execute)
-    monkeypatch.setattr(grid, "write_json_atomic", full)
+    monkeypatch.setattr(runner, "_execute", execute)
+    monkeypatch.setattr(runner, "write_json_atomic", full)
     cfg = SPEC.configs()[0]
-    outcome = grid.run_one(cfg, tmp_path)
-    assert outcome.status == "failed" and calls == [grid.TRAIN_NOTEBOOK]
+    outcome = runner.run_one(cfg, tmp_path)
+    assert outcome.status == "failed" and calls == [layout.TRAIN_NOTEBOOK]
     assert outcome.error.startswith("disk full: no space left on device")
     assert "run_failed.json could not be written" in outcome.error
-    assert not (tmp_path / grid.RUN_COMPLETE).exists()
+    assert not (tmp_path / layout.RUN_COMPLETE).exists()
 
 
 def test_disk_full_at_the_grid_record_exits_with_a_clear_line(tmp_path, monkeypatch, capsys):
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(grid, "write_json_atomic", full)
+    monkeypatch.setattr(runner, "write_json_atomic", full)
     rc, out = _grid(tmp_path, GOOD)
     err = capsys.readouterr().err
     assert rc == 1 and "rkdo: error: disk full: no space left on device" in err

@@ -18,7 +18,7 @@ def _embeddings(b, d, seed=0, dtype=torch.float64):
     return z1, z2
 
 
-# ---- slow reference: plain Python loops over rows and columns, PAPER.md §3 verbatim ----
+# ---- slow reference: plain Python loops over rows and columns, docs/method.md §3 verbatim ----
 def _softmax_row(s_row, tau):
     m = max(s_row)
     e = [math.exp((v - m) / tau) for v in s_row]
@@ -215,7 +215,7 @@ def test_loss_for_passes_config_knobs():
 
 
 def test_untrained_encoder_rkdo_loss_well_below_icon():
-    """PAPER.md §6.1 as a property: before any training RKDO's loss is far below I-Con's,
+    """docs/method.md §6.1 as a property: before any training RKDO's loss is far below I-Con's,
     because its teacher p_t is partly the model's own q. Two views of the same images."""
     from rkdo_core.augment import two_views
     from rkdo_core.data import load_dataset

@@ -8,9 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rkdo_core.notebooks import (
+from rkdo_core.layout import THEORY_NOTEBOOK
+from rkdo_core.runs.notebooks import (
     NOTEBOOK_DIR,
-    THEORY_NOTEBOOK,
     default_kernel,
     execute_notebook,
     notebook_parameters,

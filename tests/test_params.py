@@ -6,14 +6,9 @@ from pathlib import Path
 import pytest
 
 from rkdo_core.cli import main
-from rkdo_core.config import (
-    PAPER_BUDGETS,
-    PAPER_SEEDS,
-    ConfigError,
-    grid_from_dict,
-    load_params,
-)
-from rkdo_core.grid import notebook_params, run_dir_for
+from rkdo_core.config import PAPER_BUDGETS, PAPER_SEEDS, ConfigError, grid_from_dict, load_params
+from rkdo_core.layout import run_dir_for
+from rkdo_core.runs.runner import notebook_params
 
 PARAMS = Path(__file__).resolve().parent.parent / "params"
 
@@ -136,10 +131,10 @@ def test_cli_bad_params_exit_2(tmp_path, capsys):
 # ---- run_one's failure handling, with a fake notebook executor (no kernels) ---------------
 
 def _fake_executor(cfg, fail_first=None, cell_error=False):
-    """Stands in for grid._execute: writes the files the notebooks would write."""
+    """Stands in for runner._execute: writes the files the notebooks would write."""
     from papermill.exceptions import PapermillExecutionError
 
-    from rkdo_core.grid import expected_files
+    from rkdo_core.layout import expected_files
 
     calls = []
 
@@ -150,7 +145,7 @@ def _fake_executor(cfg, fail_first=None, cell_error=False):
         if cell_error:
             (run_dir / name).write_text("{}")
             raise PapermillExecutionError(2, 2, "source", "ConfigError", "bad value", [])
-        for f in expected_files(cfg):
+        for f in expected_files(cfg.epochs):
             (run_dir / f).parent.mkdir(parents=True, exist_ok=True)
             (run_dir / f).write_text("{}")
         return run_dir / name
@@ -159,13 +154,14 @@ def _fake_executor(cfg, fail_first=None, cell_error=False):
 
 
 def test_run_one_retries_a_dead_kernel_once(tmp_path, monkeypatch):
-    import rkdo_core.grid as grid
+    import rkdo_core.layout as layout
+    import rkdo_core.runs.runner as runner
 
     cfg = load_params(PARAMS / "smoke.yaml").configs()[0]
     execute, calls = _fake_executor(cfg, fail_first=RuntimeError("Kernel died before replying"))
-    monkeypatch.setattr(grid, "_execute", execute)
-    outcome = grid.run_one(cfg, tmp_path)
-    assert outcome.status == "complete" and grid.is_complete(tmp_path)
+    monkeypatch.setattr(runner, "_execute", execute)
+    outcome = runner.run_one(cfg, tmp_path)
+    assert outcome.status == "complete" and layout.is_complete(tmp_path)
     assert calls == ["01_train.ipynb", "01_train.ipynb", "02_evaluate.ipynb"]
     import json
 
@@ -176,21 +172,22 @@ def test_run_one_retries_a_dead_kernel_once(tmp_path, monkeypatch):
 def test_run_one_never_retries_a_failing_cell(tmp_path, monkeypatch):
     import json
 
-    import rkdo_core.grid as grid
+    import rkdo_core.layout as layout
+    import rkdo_core.runs.runner as runner
 
     cfg = load_params(PARAMS / "smoke.yaml").configs()[0]
     execute, calls = _fake_executor(cfg, cell_error=True)
-    monkeypatch.setattr(grid, "_execute", execute)
-    outcome = grid.run_one(cfg, tmp_path)
+    monkeypatch.setattr(runner, "_execute", execute)
+    outcome = runner.run_one(cfg, tmp_path)
     assert outcome.status == "failed" and calls == ["01_train.ipynb"]
     assert outcome.error == "ConfigError: bad value (cell 2)"
     assert outcome.notebook == tmp_path / "01_train.ipynb"
-    assert not grid.is_complete(tmp_path)
+    assert not layout.is_complete(tmp_path)
     assert json.loads((tmp_path / "run_failed.json").read_text())["error"] == outcome.error
 
 
 def test_run_one_gives_up_after_two_dead_kernels(tmp_path, monkeypatch):
-    import rkdo_core.grid as grid
+    import rkdo_core.runs.runner as runner
 
     cfg = load_params(PARAMS / "smoke.yaml").configs()[0]
     calls = []
@@ -199,9 +196,9 @@ def test_run_one_gives_up_after_two_dead_kernels(tmp_path, monkeypatch):
         calls.append(name)
         raise TimeoutError("kernel did not start")
 
-    monkeypatch.setattr(grid, "_execute", execute)
-    outcome = grid.run_one(cfg, tmp_path)
-    assert outcome.status == "failed" and len(calls) == grid.KERNEL_ATTEMPTS
+    monkeypatch.setattr(runner, "_execute", execute)
+    outcome = runner.run_one(cfg, tmp_path)
+    assert outcome.status == "failed" and len(calls) == runner.KERNEL_ATTEMPTS
     assert outcome.error == "TimeoutError: kernel did not start (2 attempts)"
     assert outcome.notebook is None  # no notebook was written
     assert not (tmp_path / "run_complete.json").exists()
@@ -210,7 +207,9 @@ def test_run_one_gives_up_after_two_dead_kernels(tmp_path, monkeypatch):
 def test_interrupted_grid_starts_no_further_run(tmp_path, monkeypatch):
     """Ctrl-C while a grid runs: queued runs are cancelled (a ThreadPoolExecutor's exit
     would otherwise run all of them before the interrupt took effect)."""
-    import rkdo_core.grid as grid
+    import rkdo_core.layout as layout
+    import rkdo_core.runs.grid as grid
+    import rkdo_core.runs.runner as runner
 
     spec = load_params(PARAMS / "smoke.yaml")
     started = []
@@ -218,12 +217,12 @@ def test_interrupted_grid_starts_no_further_run(tmp_path, monkeypatch):
     def fake_run_one(cfg, run_dir, *, kernel=None, evaluate_only=False):
         started.append(cfg.seed)
         time.sleep(0.2)  # a run takes a while: the interrupt arrives while others queue
-        return grid.RunOutcome(grid.run_label(cfg), run_dir, "complete")
+        return runner.RunOutcome(layout.run_label(cfg), run_dir, "complete")
 
     def interrupt(outcome):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(grid, "run_one", fake_run_one)
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
     with pytest.raises(KeyboardInterrupt):
         grid.run_grid(spec, tmp_path, workers=1, progress=False, on_outcome=interrupt)
     assert 1 <= len(started) < len(spec.configs())

@@ -6,8 +6,8 @@ from pathlib import Path
 from test_stats import write_synthetic_results
 
 from rkdo_core.cli import main
-from rkdo_core.report import diagnostic_runs, find_runs, write_index
-from rkdo_core.tables import aggregate as aggregate_tables
+from rkdo_core.reporting.aggregate import aggregate as aggregate_tables
+from rkdo_core.runs.site import diagnostic_runs, find_runs, write_index
 
 
 def test_find_runs_status_and_diagnostic_choice(tmp_path):

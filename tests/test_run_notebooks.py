@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from rkdo_core.notebooks import NOTEBOOK_DIR, execute_notebook, notebook_parameters
+from rkdo_core.runs.notebooks import NOTEBOOK_DIR, execute_notebook, notebook_parameters
 
 RUN_NOTEBOOKS = ("01_train.ipynb", "02_evaluate.ipynb", "04_figures.ipynb")
 # the parameter names of the shared contract, in the order of the parameters cells

@@ -26,17 +26,11 @@ import torch
 from rkdo_core.augment import reference_transform, two_views
 from rkdo_core.config import ConfigError, RunConfig
 from rkdo_core.data import load_dataset
+from rkdo_core.errors import NonFiniteLossError
+from rkdo_core.layout import TRAIN_COMPLETE, checkpoint_path
 from rkdo_core.losses import loss_for
 from rkdo_core.model import SmallMapConv2d, build_model
-from rkdo_core.train import (
-    TRAIN_COMPLETE,
-    NonFiniteLossError,
-    checkpoint_path,
-    setup_training,
-    thread_setting,
-    train,
-    train_step,
-)
+from rkdo_core.training.train import setup_training, thread_setting, train, train_step
 
 TINY = dict(dataset="digits", epochs=(1,), steps_per_epoch=3, batch_size=16, device="cpu",
             eval_images=200)
@@ -149,7 +143,7 @@ def test_training_losses_within_tolerance_of_reference(tmp_path, reference_run, 
 def test_reference_fields_off_reproduce_the_pre_speed_loop_exactly(tmp_path, reference_run):
     """The pre-speed computation (per-step loss.item() loop, plain convs, for-loop Adam),
     written out here, gives bit-identical losses to train() with the speed fields off."""
-    from rkdo_core.train import _seeds
+    from rkdo_core.training.train import _seeds
 
     cfg = RunConfig(seed=3, **TINY, **REFERENCE)
     torch.manual_seed(cfg.seed)
@@ -335,8 +329,8 @@ def test_no_per_step_host_sync_in_the_training_step(monkeypatch):
 
 def test_losses_are_read_every_sync_every_steps(tmp_path, monkeypatch):
     """Long epochs are read back in chunks, so a NaN stops training within SYNC_EVERY steps."""
+    import rkdo_core.training.train as train_mod
     from rkdo_core import losses
-    from rkdo_core import train as train_mod
 
     monkeypatch.setattr(train_mod, "SYNC_EVERY", 2)
     calls = {"n": 0}

@@ -5,10 +5,12 @@ recorded again, so `rkdo verify` passes and the aggregation sees the new keys.""
 import json
 from pathlib import Path
 
-import rkdo_core.grid as grid
+import rkdo_core.layout as layout
+import rkdo_core.runs.grid as grid
+import rkdo_core.runs.runner as runner
 from rkdo_core.cli import main
 from rkdo_core.config import grid_from_dict
-from rkdo_core.train import EVAL_VERSION
+from rkdo_core.layout import EVAL_VERSION
 
 SPEC = grid_from_dict({"datasets": ["digits"], "methods": ["rkdo"], "seeds": [1],
                        "epochs": [1], "config": {"steps_per_epoch": 2, "batch_size": 16,
@@ -19,9 +21,9 @@ def executor(version: int, calls: list):
     def fake_execute(name, run_dir, params, kernel):
         calls.append(name)
         cfg = SPEC.configs()[0]
-        for f in grid.expected_files(cfg):
-            is_eval = f.startswith("metrics/") or f == grid.EVALUATE_NOTEBOOK
-            if is_eval != (name == grid.EVALUATE_NOTEBOOK):
+        for f in layout.expected_files(cfg.epochs):
+            is_eval = f.startswith("metrics/") or f == layout.EVALUATE_NOTEBOOK
+            if is_eval != (name == layout.EVALUATE_NOTEBOOK):
                 continue
             p = Path(run_dir) / f
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -37,20 +39,20 @@ def executor(version: int, calls: list):
 
 def test_stale_evaluation_is_redone_without_retraining(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(grid, "_execute", executor(1, calls))
+    monkeypatch.setattr(runner, "_execute", executor(1, calls))
     assert grid.run_grid(SPEC, tmp_path, progress=False).count("complete") == 1
-    run = grid.run_dir_for(tmp_path, SPEC.configs()[0])
-    train_nb = (run / grid.TRAIN_NOTEBOOK).read_text()
-    assert calls == [grid.TRAIN_NOTEBOOK, grid.EVALUATE_NOTEBOOK]
+    run = layout.run_dir_for(tmp_path, SPEC.configs()[0])
+    train_nb = (run / layout.TRAIN_NOTEBOOK).read_text()
+    assert calls == [layout.TRAIN_NOTEBOOK, layout.EVALUATE_NOTEBOOK]
     # an evaluation of the current version is complete; one of an older version is stale
     assert EVAL_VERSION > 1
     [(_, _, state, detail)] = grid.plan_grid(SPEC.configs(), tmp_path)
-    assert state == grid.STALE and "re-evaluated, not retrained" in detail
+    assert state == runner.STALE and "re-evaluated, not retrained" in detail
     calls.clear()
-    monkeypatch.setattr(grid, "_execute", executor(EVAL_VERSION, calls))
+    monkeypatch.setattr(runner, "_execute", executor(EVAL_VERSION, calls))
     report = grid.run_grid(SPEC, tmp_path, progress=False)
-    assert report.count("complete") == 1 and calls == [grid.EVALUATE_NOTEBOOK]
-    assert (run / grid.TRAIN_NOTEBOOK).read_text() == train_nb  # the training record stays
+    assert report.count("complete") == 1 and calls == [layout.EVALUATE_NOTEBOOK]
+    assert (run / layout.TRAIN_NOTEBOOK).read_text() == train_nb  # the training record stays
     metrics = json.loads((run / "metrics/epoch_001.json").read_text())
     assert metrics["eval_version"] == EVAL_VERSION and "yardstick_icon" in metrics
     [(_, _, state, _)] = grid.plan_grid(SPEC.configs(), tmp_path)

@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from rkdo_core.stats import (
-    RUN_COMPLETE,
+from rkdo_core.layout import RUN_COMPLETE, incomplete_runs
+from rkdo_core.reporting.results import load_metrics
+from rkdo_core.reporting.stats import (
     epoch0_gap_sentences,
     format_comparison,
     holm,
     improvement_pct,
-    incomplete_runs,
-    load_metrics,
     paired_comparison,
     paired_stats,
     run_summary,

@@ -1,5 +1,5 @@
 """Tables 1–4 against values recomputed by hand from synthetic run folders, and the paper's
-reported numbers against PAPER.md §4."""
+reported numbers against docs/method.md §4."""
 
 import json
 
@@ -9,20 +9,12 @@ import pytest
 from scipy import stats as sps
 from test_stats import SEEDS, STEPS_PER_EPOCH, synthetic_rows, write_synthetic_results
 
-from rkdo_core.stats import load_metrics, paired_comparison
-from rkdo_core.tables import (
-    DEFAULT_REPORTED,
-    TABLE_NAMES,
-    aggregate,
-    build_tables,
-    format_p,
-    load_reported,
-    table1,
-    table3,
-    table4,
-    write_table,
-    write_tables,
-)
+from rkdo_core.reporting.aggregate import aggregate, build_tables
+from rkdo_core.reporting.fmt import format_p, write_table, write_tables
+from rkdo_core.reporting.reported import DEFAULT_REPORTED, load_reported
+from rkdo_core.reporting.results import load_metrics
+from rkdo_core.reporting.stats import paired_comparison
+from rkdo_core.reporting.tables import TABLE_NAMES, table1, table3, table4
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +265,7 @@ def test_aggregate_writes_manifest(tmp_path):
     write_synthetic_results(tmp_path / "res", datasets=("digits",), seeds=(1, 2, 3),
                             epochs=(0, 1, 2))
     out = tmp_path / "res" / "aggregate"
-    data = aggregate(tmp_path / "res", out, table3_pairs=[(1, 2)])
+    data = aggregate(tmp_path / "res", out, table3_pairs=[(1, 2)]).manifest
     on_disk = json.loads((out / "aggregate.json").read_text())
     assert on_disk["n_runs"] == data["n_runs"] == 6 and on_disk["seeds"] == [1, 2, 3]
     assert on_disk["skipped_incomplete"] == 1

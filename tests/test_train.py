@@ -10,17 +10,12 @@ from rkdo_core import losses
 from rkdo_core.cli import main
 from rkdo_core.config import ConfigError, RunConfig
 from rkdo_core.data import load_dataset
+from rkdo_core.errors import NonFiniteLossError
+from rkdo_core.layout import TRAIN_COMPLETE, checkpoint_path, metrics_path
 from rkdo_core.metrics import all_metrics
 from rkdo_core.model import build_model
-from rkdo_core.train import (
-    TRAIN_COMPLETE,
-    NonFiniteLossError,
-    checkpoint_path,
-    embed,
-    evaluate_run,
-    metrics_path,
-    train,
-)
+from rkdo_core.training.evaluate import embed, evaluate_run
+from rkdo_core.training.train import train
 
 TINY = dict(dataset="digits", epochs=(1, 2), steps_per_epoch=3, batch_size=16, device="cpu",
             eval_images=200)
@@ -176,7 +171,7 @@ def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
 
 def test_initial_loss_is_mean_untrained_loss_and_leaves_model_unchanged():
     from rkdo_core.augment import two_views
-    from rkdo_core.train import _initial_loss
+    from rkdo_core.training.train import _initial_loss
 
     cfg = RunConfig(seed=5, **TINY)
     model = build_model(cfg)

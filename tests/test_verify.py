@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import rkdo_core.grid as grid
+import rkdo_core.layout as layout
+import rkdo_core.runs.grid as grid
+import rkdo_core.runs.runner as runner
 from rkdo_core.cli import main
 from rkdo_core.config import grid_from_dict
-from rkdo_core.integrity import check_run, verify_results
-from rkdo_core.train import EVAL_VERSION
+from rkdo_core.layout import EVAL_VERSION
+from rkdo_core.runs.integrity import check_run, verify_results
 
 SPEC = grid_from_dict({"datasets": ["digits"], "methods": ["rkdo", "icon"], "seeds": [1],
                        "epochs": [1, 2], "config": {"steps_per_epoch": 2, "batch_size": 16,
@@ -20,12 +22,12 @@ SPEC = grid_from_dict({"datasets": ["digits"], "methods": ["rkdo", "icon"], "see
 
 
 def fake_execute(name, run_dir, params, kernel):
-    """Stands in for grid._execute: writes the files a notebook would, with content that
+    """Stands in for runner._execute: writes the files a notebook would, with content that
     differs per file and run."""
-    cfg_files = grid.expected_files(SPEC.configs()[0])
+    cfg_files = layout.expected_files(SPEC.configs()[0].epochs)
     mine = [f for f in cfg_files
-            if (name == grid.TRAIN_NOTEBOOK) != (f.startswith("metrics/")
-                                                  or f == grid.EVALUATE_NOTEBOOK)]
+            if (name == layout.TRAIN_NOTEBOOK) != (f.startswith("metrics/")
+                                                  or f == layout.EVALUATE_NOTEBOOK)]
     cfg = next(c for c in SPEC.configs() if c.method == Path(run_dir).parts[-2])
     for f in mine:
         p = Path(run_dir) / f
@@ -36,15 +38,15 @@ def fake_execute(name, run_dir, params, kernel):
 
 
 def make_grid(out: Path, monkeypatch) -> list[Path]:
-    monkeypatch.setattr(grid, "_execute", fake_execute)
+    monkeypatch.setattr(runner, "_execute", fake_execute)
     report = grid.run_grid(SPEC, out, progress=False)
     assert report.count("complete") == 2
-    return [grid.run_dir_for(out, c) for c in SPEC.configs()]
+    return [layout.run_dir_for(out, c) for c in SPEC.configs()]
 
 
 def test_run_complete_records_the_sha256_of_every_file(tmp_path, monkeypatch):
     runs = make_grid(tmp_path, monkeypatch)
-    done = json.loads((runs[0] / grid.RUN_COMPLETE).read_text())
+    done = json.loads((runs[0] / layout.RUN_COMPLETE).read_text())
     assert set(done["checksums"]) == set(done["files"])
     for f, rec in done["checksums"].items():
         data = (runs[0] / f).read_bytes()
@@ -103,7 +105,7 @@ def test_expected_runs_that_never_started_are_missing(tmp_path, monkeypatch):
     make_grid(tmp_path, monkeypatch)
     import shutil
 
-    gone = grid.run_dir_for(tmp_path, SPEC.configs()[1])
+    gone = layout.run_dir_for(tmp_path, SPEC.configs()[1])
     shutil.rmtree(gone)
     checks = {c.run: c for c in verify_results(tmp_path)}
     label = str(gone.relative_to(tmp_path))
@@ -112,9 +114,9 @@ def test_expected_runs_that_never_started_are_missing(tmp_path, monkeypatch):
 
 def test_old_runs_without_checksums_are_unchecked_not_altered(tmp_path, monkeypatch, capsys):
     a, _ = make_grid(tmp_path, monkeypatch)
-    done = json.loads((a / grid.RUN_COMPLETE).read_text())
+    done = json.loads((a / layout.RUN_COMPLETE).read_text())
     del done["checksums"]
-    (a / grid.RUN_COMPLETE).write_text(json.dumps(done))
+    (a / layout.RUN_COMPLETE).write_text(json.dumps(done))
     ch = check_run(a)
     assert ch.ok and ch.state == "unchecked"
     assert ch.notes == ["no checksums recorded (run made before checksums were)"]
@@ -125,7 +127,7 @@ def test_old_runs_without_checksums_are_unchecked_not_altered(tmp_path, monkeypa
 def test_failed_run_is_partial_and_quotes_its_error(tmp_path):
     run = tmp_path / "digits/paper/rkdo/seed_1"
     run.mkdir(parents=True)
-    (run / grid.RUN_FAILED).write_text(json.dumps({"error": "ValueError: boom (cell 3)"}))
+    (run / layout.RUN_FAILED).write_text(json.dumps({"error": "ValueError: boom (cell 3)"}))
     (ch,) = verify_results(tmp_path)
     assert ch.state == "partial"
     assert ch.problems == ["partial: no run_complete.json (failed: ValueError: boom (cell 3))"]
@@ -139,7 +141,7 @@ def test_verify_of_a_missing_folder_exits_2(tmp_path, capsys):
 @pytest.mark.parametrize("junk", ["", "{", "[]"])
 def test_unreadable_run_complete_is_altered(tmp_path, monkeypatch, junk):
     a, _ = make_grid(tmp_path, monkeypatch)
-    (a / grid.RUN_COMPLETE).write_text(junk)
+    (a / layout.RUN_COMPLETE).write_text(junk)
     ch = check_run(a)
     assert not ch.ok and "run_complete.json is unreadable" in ch.problems[0]
 
@@ -147,8 +149,8 @@ def test_unreadable_run_complete_is_altered(tmp_path, monkeypatch, junk):
 def test_unreadable_records_do_not_crash_the_plan(tmp_path, monkeypatch):
     a, b = make_grid(tmp_path, monkeypatch)
     (a / "train_complete.json").write_text('{"config": ')  # listed, same size class: junk
-    (b / grid.RUN_COMPLETE).unlink()
-    (b / grid.RUN_FAILED).write_text("[")
+    (b / layout.RUN_COMPLETE).unlink()
+    (b / layout.RUN_FAILED).write_text("[")
     plan = {d.name + d.parent.name: (state, detail)
             for _, d, state, detail in grid.plan_grid(SPEC.configs(), tmp_path)}
     assert plan["seed_1rkdo"][0] == "altered" and "unreadable" in plan["seed_1rkdo"][1]

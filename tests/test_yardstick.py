@@ -15,22 +15,15 @@ import torch
 from rkdo_core.augment import augment
 from rkdo_core.config import RunConfig
 from rkdo_core.data import load_dataset
-from rkdo_core.flops import step_flops
+from rkdo_core.layout import EVAL_VERSION, checkpoint_path, metrics_path
 from rkdo_core.losses import icon_loss, rkdo_loss
 from rkdo_core.metrics import all_metrics
 from rkdo_core.model import build_model
 from rkdo_core.runio import write_json_atomic
-from rkdo_core.train import (
-    EVAL_VERSION,
-    checkpoint_path,
-    embed,
-    evaluate_run,
-    load_encoder,
-    metrics_path,
-    thread_setting,
-    train,
-)
-from rkdo_core.yardstick import YARDSTICK_SEED, batch_bounds, yardstick, yardstick_views
+from rkdo_core.training.evaluate import embed, evaluate_run
+from rkdo_core.training.stepflops import step_flops
+from rkdo_core.training.train import load_encoder, thread_setting, train
+from rkdo_core.training.yardstick import YARDSTICK_SEED, batch_bounds, yardstick, yardstick_views
 
 # 40 evaluation images in batches of 16: two scored batches, the last 8 images dropped.
 # Loss settings off the defaults, so the test sees whether the run's settings are used.

@@ -3,17 +3,16 @@
 Reads only files the runs wrote (``RUN/metrics/epoch_NNN.json``), never printed output, and
 by default only runs the grid marked complete (``RUN/run_complete.json``, written last).
 Budget (epoch) 0 is the untrained encoder: it flows through every function like any other
-budget, so the gap that exists before training (PAPER.md §6.1) sits next to the gaps after.
+budget, so the gap that exists before training (docs/method.md §6.1) sits next to the gaps after.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from ..datasets import dataset_label
 
 #: metric -> True where lower is better (the loss). Order = order in tables.
 METRICS: dict[str, bool] = {
@@ -26,87 +25,10 @@ METRICS: dict[str, bool] = {
 METRIC_LABELS = {"train_loss": "training loss", "linear_eval": "linear eval", "nmi": "NMI",
                  "ari": "ARI", "neighborhood_acc": "neighborhood acc"}
 METHOD_LABELS = {"rkdo": "RKDO", "icon": "I-Con"}
-DATASET_LABELS = {"digits": "digits", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-                  "stl10": "STL-10"}
-
-#: written last by the grid into a run folder when both of its notebooks succeeded
-RUN_COMPLETE = "run_complete.json"
-#: files whose presence makes a ``seed_*`` folder a (possibly unfinished) run folder
-_RUN_MARKERS = ("train_log.jsonl", "train_complete.json", "config.json", "01_train.ipynb",
-                "run_failed.json")
 #: budgets left out of the Holm families: epoch 0 is the untrained encoder, a baseline and
 #: not one of the comparisons the paper claims (its 12 dataset × budget tests per metric)
 HOLM_EXCLUDED_EPOCHS = (0,)
 CONFIDENCE = 0.95
-
-
-def dataset_label(name: str) -> str:
-    return DATASET_LABELS.get(name, name)
-
-
-def is_complete(run_dir: str | Path) -> bool:
-    """The grid finished this run: ``run_complete.json`` exists and every file it lists
-    (``files``, relative to the run folder) still does — the grid's own rule."""
-    marker = Path(run_dir) / RUN_COMPLETE
-    if not marker.is_file():
-        return False
-    try:
-        files = json.loads(marker.read_text()).get("files", [])
-    except (ValueError, AttributeError):
-        return False
-    return all((Path(run_dir) / f).exists() for f in files)
-
-
-def _metrics_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("metrics/epoch_*.json"))
-
-
-def load_metrics(results_dir: str | Path, *, complete_only: bool = True) -> pd.DataFrame:
-    """Every ``RUN/metrics/epoch_*.json`` below ``results_dir`` as one row each.
-
-    With ``complete_only`` only runs the grid finished count (:func:`is_complete`; a run
-    still training or evaluating would otherwise enter the statistics with some budgets and
-    seeds missing). A ``run_dir`` column gives each row's run folder relative to
-    ``results_dir``.
-    """
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"results folder {root} does not exist")
-    files = _metrics_files(root)
-    complete = {d: is_complete(d) for d in {f.parent.parent for f in files}}
-    kept = [f for f in files if not complete_only or complete[f.parent.parent]]
-    if not kept:
-        if files:
-            n_runs = len({f.parent.parent for f in files})
-            raise FileNotFoundError(
-                f"no complete run below {root}: {n_runs} run folder(s) have metrics files "
-                f"but none holds {RUN_COMPLETE} (the grid writes it last); pass "
-                "complete_only=False to read unfinished runs anyway")
-        raise FileNotFoundError(f"no metrics files (metrics/epoch_*.json) below {root}")
-    rows = []
-    for f in kept:
-        row = json.loads(f.read_text())
-        row["run_dir"] = f.parent.parent.relative_to(root).as_posix()
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def run_folders(results_dir: str | Path) -> list[Path]:
-    """Every run folder below ``results_dir``, complete or not: folders with metrics, and
-    ``seed_*`` folders with training or grid files. Sorted."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        return []
-    candidates = {f.parent.parent for f in _metrics_files(root)}
-    for marker in (*_RUN_MARKERS, RUN_COMPLETE):
-        candidates |= {f.parent for f in root.rglob(marker) if f.parent.name.startswith("seed_")}
-    return sorted(candidates)
-
-
-def incomplete_runs(results_dir: str | Path) -> list[Path]:
-    """The :func:`run_folders` that are not complete (:func:`is_complete`) — what
-    :func:`load_metrics` skips by default. Sorted."""
-    return [d for d in run_folders(results_dir) if not is_complete(d)]
 
 
 def improvement_pct(rkdo: float, icon: float, lower_is_better: bool) -> float:
@@ -341,7 +263,7 @@ def format_comparison(table: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------- the audit
 # (issue 5) What the paper's Table 1 does not show: how much of the loss "improvement"
 # exists before training, and whether the lower loss survives when both encoders are scored
-# on the same fixed objectives (PAPER.md §6.1).
+# on the same fixed objectives (docs/method.md §6.1).
 
 #: objectives of the common yardstick: metrics-file key -> label. Lower is better.
 YARDSTICK = {"yardstick_icon": "I-Con objective", "yardstick_rkdo": "RKDO objective"}

@@ -24,11 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RUN_COMPLETE = "run_complete.json"
-RUN_FAILED = "run_failed.json"
-GRID_RECORD = "grid.json"
-#: the lock file of a run (see rkdo_core.backends); its presence is not a problem
-LOCK_FILE = ".lock"
+from ..config import grid_from_dict
+from ..layout import GRID_RECORD, PARTIAL_PREFIX, RUN_COMPLETE, RUN_FAILED, run_dir_for
 
 _CHUNK = 1 << 20
 
@@ -64,7 +61,7 @@ def leftover_temporaries(run_dir: str | Path) -> list[str]:
     """Temporary files an interrupted write leaves (``.partial-*``, ``*.tmp``)."""
     run_dir = Path(run_dir)
     return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
-                  if p.is_file() and (p.name.startswith(".partial-") or p.name.endswith(".tmp")))
+                  if p.is_file() and (p.name.startswith(PARTIAL_PREFIX) or p.name.endswith(".tmp")))
 
 
 @dataclass
@@ -146,9 +143,6 @@ def _expected_runs(results: Path) -> list[str]:
     if not rec.is_file():
         return []
     try:
-        from .config import grid_from_dict
-        from .grid import run_dir_for
-
         data = json.loads(rec.read_text())
         keys = ("description", "preset", "datasets", "methods", "seeds", "epochs", "config",
                 "per_dataset", "aggregate")

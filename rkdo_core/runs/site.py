@@ -1,4 +1,5 @@
-"""`rkdo aggregate`: one results folder -> tables, figures, HTML notebooks, index.html.
+"""The results folder's HTML site (`rkdo aggregate`): tables, figures, HTML notebooks,
+index.html.
 
 1. executes ``notebooks/05_aggregate.ipynb`` into ``DIR/05_aggregate.ipynb`` (it writes
    ``DIR/tables``, ``DIR/figures`` and the manifest ``DIR/aggregate.json``);
@@ -16,19 +17,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .grid import GRID_RECORD, RUN_COMPLETE, RUN_FAILED, is_complete, step_accounting
-from .notebooks import execute_notebook, render_html
-from .runio import read_json
-from .stats import run_folders
+from tqdm.auto import tqdm
 
-AGGREGATE_NOTEBOOK = "05_aggregate.ipynb"
-DIAGNOSTICS_NOTEBOOK = "04_figures.ipynb"
-MANIFEST = "aggregate.json"
+from ..layout import (
+    AGGREGATE_NOTEBOOK,
+    DIAGNOSTICS_NOTEBOOK,
+    GRID_RECORD,
+    MANIFEST,
+    RUN_COMPLETE,
+    RUN_FAILED,
+    is_complete,
+    run_folders,
+    step_accounting,
+)
+from ..runio import read_json
+from .notebooks import execute_notebook, render_html
 
 
 def find_runs(results_dir: Path) -> list[dict[str, Any]]:
-    """Every run folder below ``results_dir`` (:func:`stats.run_folders`) with its status:
-    complete, failed, or incomplete."""
+    """Every run folder below ``results_dir`` (:func:`rkdo_core.layout.run_folders`) with its
+    status: complete, failed, or incomplete."""
     out = []
     for run in run_folders(results_dir):
         rel = run.relative_to(results_dir)
@@ -69,8 +77,6 @@ def diagnostic_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def render_all(results_dir: Path, progress: bool = False) -> list[Path]:
     """HTML beside every executed notebook below ``results_dir`` that lacks a fresh one."""
-    from tqdm.auto import tqdm
-
     todo = []
     for nb in sorted(results_dir.rglob("*.ipynb")):
         if nb.name.startswith(".") or ".ipynb_checkpoints" in nb.parts:
@@ -81,11 +87,9 @@ def render_all(results_dir: Path, progress: bool = False) -> list[Path]:
     return [render_html(nb) for nb in tqdm(todo, desc="HTML", disable=not progress)]
 
 
-def aggregate(results_dir: str | Path, *, diagnostics: bool = True,
-              progress: bool = True) -> Path:
+def build_site(results_dir: str | Path, *, diagnostics: bool = True,
+               progress: bool = True) -> Path:
     """Steps 1-4 of the module docstring; returns the index.html path."""
-    from tqdm.auto import tqdm
-
     results_dir = Path(results_dir).resolve()
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {str(results_dir)!r} does not exist; run "

@@ -1,4 +1,5 @@
-"""Figures 1–5 of the paper, re-drawn from the metrics files beside the numbers it reports.
+"""Figures 1–5 of the paper and the audit's Figure 6 (Figure 7 is :mod:`.compute`'s),
+re-drawn from the metrics files beside the numbers the paper reports.
 
 One function per figure, each returning ``(fig, caption)``. Figures are plain
 :class:`matplotlib.figure.Figure` objects (no pyplot state, safe under the Agg backend and
@@ -19,19 +20,20 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..datasets import dataset_label, dataset_order, n_classes
+from .fmt import format_p
+from .reported import Reported
 from .stats import (
     METHOD_LABELS,
     METRIC_LABELS,
     METRICS,
     YARDSTICK,
-    dataset_label,
     has_yardstick,
     paired_comparison,
     paired_stats,
     paired_values,
     yardstick_comparison,
 )
-from .tables import Reported, dataset_order, format_p
 
 FIGURE_NAMES = {"fig1": "fig1_loss_improvement_by_dataset",
                 "fig2": "fig2_loss_improvement_by_budget",
@@ -43,8 +45,6 @@ METHOD_STYLE = {"rkdo": "-", "icon": "--"}
 REPORTED_MARKER = dict(marker="D", markersize=7, markerfacecolor="none", markeredgecolor="k",
                        markeredgewidth=1.3, linestyle="none", zorder=5)
 _SD_BARS = "± 1 std (ddof 1) over seeds"
-#: classes per dataset, for the chance level of linear eval and neighbourhood accuracy
-N_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "stl10": 10}
 CHANCE_METRICS = ("linear_eval", "neighborhood_acc")
 
 
@@ -52,8 +52,8 @@ def _draw_chance(ax, datasets: Sequence[str], half_width: float = 0.45) -> bool:
     """Dotted segment at 1/classes over each dataset's group; True if any was drawn."""
     drawn = False
     for j, d in enumerate(datasets):
-        if d in N_CLASSES:
-            ax.hlines(1 / N_CLASSES[d], j - half_width, j + half_width, colors="grey",
+        if n_classes(d):
+            ax.hlines(1 / n_classes(d), j - half_width, j + half_width, colors="grey",
                       linestyles=":", linewidth=1.2, zorder=3,
                       label=None if drawn else "chance (1 / classes)")
             drawn = True
@@ -64,7 +64,7 @@ def _palette(n: int) -> list:
     return sns.color_palette("colorblind", max(n, 1))
 
 
-def _method_colors() -> dict[str, tuple]:
+def method_colors() -> dict[str, tuple]:
     pal = _palette(2)
     return {"rkdo": pal[0], "icon": pal[1]}
 
@@ -98,7 +98,7 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, dpi: int = 150
 # ---------------------------------------------------------------------------- captions
 
 
-def _select(df: pd.DataFrame, protocol: str | None) -> tuple[pd.DataFrame, str]:
+def select_protocol(df: pd.DataFrame, protocol: str | None) -> tuple[pd.DataFrame, str]:
     protocols = sorted(df.protocol.unique())
     if protocol is None:
         if len(protocols) != 1:
@@ -117,7 +117,7 @@ def run_facts(df: pd.DataFrame, protocol: str | None = None,
               datasets: Sequence[str] | None = None) -> str:
     """What was run, for a caption: seeds (which, and how many per dataset where they
     differ), protocol, real optimizer steps per budget, device."""
-    sub, protocol = _select(df, protocol)
+    sub, protocol = select_protocol(df, protocol)
     if datasets is not None:
         sub = sub[sub.dataset.isin(datasets)]
     parts = []
@@ -181,7 +181,7 @@ def _loss_comp(df: pd.DataFrame, comp: pd.DataFrame | None, protocol: str) -> pd
 
 
 def _grouped_improvement(df, comp, reported, protocol, by_dataset: bool):
-    sub, protocol = _select(df, protocol)
+    sub, protocol = select_protocol(df, protocol)
     c = _loss_comp(sub, comp, protocol)
     datasets = dataset_order(c.dataset)
     epochs = sorted(int(e) for e in c.epoch.unique())
@@ -306,9 +306,9 @@ def fig3_rkdo_vs_icon(df: pd.DataFrame, reported: Reported | None = None,
                       metric: str = "linear_eval") -> tuple[Figure, str]:
     """Figure 3: RKDO after ``rkdo_epoch`` vs I-Con after ``icon_epoch`` epochs, per dataset
     (linear eval); reported markers from the paper's Table 2 at the same budgets."""
-    sub, protocol = _select(df, protocol)
+    sub, protocol = select_protocol(df, protocol)
     datasets = dataset_order(sub.dataset)
-    colors = _method_colors()
+    colors = method_colors()
     fig = Figure(figsize=(max(5.5, 1.5 * len(datasets) + 2), 4.2), layout="constrained")
     ax = fig.add_subplot()
     rep = {}
@@ -381,9 +381,9 @@ def fig4_early_learning(df: pd.DataFrame, reported: Reported | None = None,
                         metrics: Sequence[str] = tuple(EVAL_METRICS)) -> tuple[Figure, str]:
     """Figure 4: both methods at the early budgets (default 1 and 2 epochs) per dataset, one
     panel per evaluation metric; reported markers from the paper's Tables 2 and 4."""
-    sub, protocol = _select(df, protocol)
+    sub, protocol = select_protocol(df, protocol)
     datasets = dataset_order(sub.dataset)
-    colors = _method_colors()
+    colors = method_colors()
     ncol = 2 if len(metrics) > 1 else 1
     nrow = int(np.ceil(len(metrics) / ncol))
     fig = Figure(figsize=(5.2 * ncol + 0.8 * len(datasets), 3.6 * nrow), layout="constrained")
@@ -480,7 +480,7 @@ def fig5_loss_curves(df: pd.DataFrame, reported: Reported | None = None,
 
     The data line of each series carries the gid ``"<method>/<dataset>"`` (reported ones
     ``"paper/<method>/<dataset>"``)."""
-    sub, protocol = _select(df, protocol)
+    sub, protocol = select_protocol(df, protocol)
     datasets = dataset_order(sub.dataset)
     pal = dict(zip(datasets, _palette(len(datasets))))
     fig = Figure(figsize=(7.5, 4.6), layout="constrained")
@@ -554,7 +554,7 @@ def fig6_common_yardstick(df: pd.DataFrame, protocol: str | None = None
     Series gids: ``"<objective>/<method>/<dataset>"`` (e.g. ``"icon/rkdo/digits"``)."""
     if not has_yardstick(df):
         return None
-    sub, protocol = _select(df, protocol)
+    sub, protocol = select_protocol(df, protocol)
     datasets = dataset_order(sub.dataset)
     pal = dict(zip(datasets, _palette(len(datasets))))
     fig = Figure(figsize=(10, 4.4), layout="constrained")
@@ -610,31 +610,6 @@ def fig6_common_yardstick(df: pd.DataFrame, protocol: str | None = None
 
 
 # ---------------------------------------------------------------------------- all
-
-
-def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
-                  reported: Reported | None = None) -> list[tuple[str, Figure, str]]:
-    """Figures 1–5 (and 6, the common yardstick, where measured) for every protocol in the
-    results: ``(name, fig, caption)``; names carry
-    a ``_<protocol>`` suffix when there are several protocols."""
-    comp = paired_comparison(df) if comp is None else comp
-    protocols = sorted(df.protocol.unique())
-    out = []
-    for p in protocols:
-        suffix = f"_{p}" if len(protocols) > 1 else ""
-        drawn = {"fig1": fig1_loss_improvement(df, comp, reported, p),
-                 "fig2": fig2_loss_improvement_by_budget(df, comp, reported, p),
-                 "fig3": fig3_rkdo_vs_icon(df, reported, p),
-                 "fig4": fig4_early_learning(df, reported, p),
-                 "fig5": fig5_loss_curves(df, reported, p)}
-        yard = fig6_common_yardstick(df, p)
-        if yard is not None:  # results made before the yardstick existed have none
-            drawn["fig6"] = yard
-        from .compute import fig_compute_matched  # imports this module
-
-        drawn["fig7"] = fig_compute_matched(df, p)
-        out += [(FIGURE_NAMES[k] + suffix, fig, cap) for k, (fig, cap) in drawn.items()]
-    return out
 
 
 def write_figures(figures: Sequence[tuple[str, Figure, str]], out_dir: str | Path, *,

@@ -1,7 +1,8 @@
 """Where the runs of a grid execute: this machine, a Dask cluster, or SLURM (submitit).
 
-One task is one run (:func:`run_task`): it takes the run's lock, skips the run when it is
-already complete, else executes it with :func:`rkdo_core.grid.run_one`. Tasks are
+One task is one run (:func:`rkdo_core.runs.runner.run_task`): it takes the run's lock, skips
+the run when it is already complete, else executes it with
+:func:`rkdo_core.runs.runner.run_one`. Tasks are
 idempotent, so re-submitting a grid resumes it, whatever killed it. No scheduling is done
 here: each back-end hands the tasks to an existing engine.
 
@@ -15,101 +16,23 @@ here: each back-end hands the tasks to an existing engine.
   YAML file (partition, time, gpus_per_node, ...; see params/slurm.example.yaml);
   ``cluster="local"``/``"debug"`` runs the same jobs on this machine (tests).
 
-The lock is ``fcntl.flock`` on ``RUN/.lock``: the kernel releases it when its holder dies,
-even by SIGKILL, so a killed grid never leaves a stale lock. Two grids (or two SLURM jobs)
-pointed at one folder therefore never execute the same run; the second reports it as
-``running elsewhere``. On NFS, Linux (>= 2.6.12) maps flock to POSIX byte-range locks that
-the NFS lock manager (NFSv3 lockd, NFSv4 built in) holds across clients; a client that dies
-loses its locks when its lease expires. Filesystems without working locks (some FUSE
-mounts) make the lock a no-op.
+The lock is :mod:`rkdo_core.runs.locks`.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
-import os
-import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import as_completed as futures_completed
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, RunConfig
-from .integrity import LOCK_FILE
+from ..config import ConfigError, RunConfig
+from ..layout import run_label
+from .runner import RunOutcome, run_task
 
 BACKENDS = ("local", "dask", "slurm")
-
-
-class RunLocked(RuntimeError):
-    """Another live process holds the run's lock."""
-
-
-@contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold ``RUN/.lock`` (exclusive flock) for the duration; RunLocked when it is held.
-    The file keeps who holds it (pid, host, since) for ``rkdo grid --dry-run``."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunLocked(lock_holder(run_dir) or "another process") from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def lock_holder(run_dir: str | Path) -> str | None:
-    """'pid N on HOST since T' when a live process holds the run's lock, else None."""
-    path = Path(run_dir) / LOCK_FILE
-    if not path.is_file():
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                who = json.loads(path.read_text() or "{}")
-                return f"pid {who.get('pid')} on {who.get('host')} since {who.get('since')}"
-            except ValueError:
-                return "another process"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
-def run_task(cfg: RunConfig, run_dir: str | Path, kernel: str | None = None):
-    """One grid task: lock, skip when complete, else run. Returns a RunOutcome; a run
-    locked by a live process comes back with status ``running elsewhere``."""
-    from .grid import STALE, RunOutcome, complete_state, run_label, run_one
-
-    run_dir = Path(run_dir)
-    label = run_label(cfg)
-    try:
-        with run_lock(run_dir):
-            state, detail = complete_state(run_dir, cfg)
-            if state == "complete":
-                return RunOutcome(label, run_dir, "skipped")
-            if state in ("other config", "altered"):
-                return RunOutcome(label, run_dir, "failed", error=detail)
-            return run_one(cfg, run_dir, kernel=kernel, evaluate_only=state == STALE)
-    except RunLocked as e:
-        return RunOutcome(label, run_dir, "running elsewhere", error=f"locked by {e}")
 
 
 # ---- executors: each takes the tasks and calls on_done(outcome) as they finish ----------
@@ -123,13 +46,11 @@ def _uses_gpu(cfg: RunConfig) -> bool:
 
 def execute_local(tasks: list[Task], on_done: Callable, *, workers: int,
                   kernel: str | None) -> None:
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     pool = ThreadPoolExecutor(max_workers=workers)
     futures = []
     try:
         futures = [pool.submit(run_task, cfg, d, kernel) for cfg, d in tasks]
-        for fut in as_completed(futures):
+        for fut in futures_completed(futures):
             on_done(fut.result())
     except BaseException:
         # Ctrl-C/SIGTERM: start no further run. Runs already executing finish on their own
@@ -144,6 +65,7 @@ def execute_local(tasks: list[Task], on_done: Callable, *, workers: int,
 
 def execute_dask(tasks: list[Task], on_done: Callable, *, workers: int, kernel: str | None,
                  scheduler: str | None = None) -> None:
+    # deferred: distributed takes seconds to import and only this back-end needs it
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -258,7 +180,7 @@ def load_slurm_options(path: str | Path | None) -> dict[str, Any]:
 
 def execute_slurm(tasks: list[Task], on_done: Callable, *, out: Path, kernel: str | None,
                   options: Mapping[str, Any] | None = None) -> None:
-    import submitit
+    import submitit  # deferred: only this back-end needs it
 
     options = dict(options or {"cluster": "slurm"})
     cluster = options.pop("cluster", "slurm")
@@ -277,8 +199,6 @@ def execute_slurm(tasks: list[Task], on_done: Callable, *, out: Path, kernel: st
             try:
                 on_done(job.result())
             except Exception as e:  # the job itself died (time limit, node failure, ...)
-                from .grid import RunOutcome, run_label
-
                 on_done(RunOutcome(run_label(cfg), d, "failed",
                                    error=f"job {job.job_id} failed: "
                                          f"{str(e).strip().splitlines()[-1][:500]}"))

@@ -6,7 +6,7 @@ Everything is measured in one process, on the same data, model and batch size:
     uint8 images on the device, batched augmentation (`augment.two_views`), two forward
     passes, loss, backward, Adam — with the config's speed fields (defaults: 1×1-map
     convolutions as matmuls, fused Adam).
-(b) **a reference-style step**, as the authors' notebook runs it (PAPER.md §3): a
+(b) **a reference-style step**, as the authors' notebook runs it (docs/method.md §3): a
     ``torch.utils.data.Dataset`` turning each uint8 image into a PIL image and applying
     `augment.reference_transform` twice, a shuffling ``DataLoader`` (``num_workers`` 0 and 1
     are both measured and the faster one is reported, to be fair to the reference), then the
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -43,6 +44,7 @@ import resource
 import sys
 import tempfile
 import time
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,16 +52,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .augment import reference_transform
-from .config import PAPER_BUDGETS, PAPER_SEEDS, ConfigError, RunConfig
-from .data import DatasetUnavailableError
-from .flops import count_step_flops  # noqa: F401 - shared; re-exported for callers
-from .model import build_model, resolve_device
-from .train import (
+from ..augment import reference_transform
+from ..config import PAPER_BUDGETS, PAPER_SEEDS, ConfigError, RunConfig
+from ..errors import DatasetUnavailableError
+from ..losses import loss_for
+from ..model import build_model, resolve_device
+from ..training.evaluate import evaluate_run
+from ..training.stepflops import count_step_flops
+from ..training.train import (
     load_data,
     make_adam,
     setup_training,
     thread_setting,
+    train,
     train_step,
 )
 
@@ -157,7 +162,7 @@ class _PILTwoViews(torch.utils.data.Dataset):
         return len(self.arrays)
 
     def __getitem__(self, i: int):
-        from PIL import Image
+        from PIL import Image  # deferred: only the reference pipeline uses PIL
 
         img = Image.fromarray(self.arrays[i])
         return self.transform(img), self.transform(img)
@@ -172,8 +177,6 @@ class ReferenceStep:
         self.device, self.num_workers = device, num_workers
         self.model = build_model(self.config, device).train()
         self.opt, _ = make_adam(self.model.parameters(), self.config)
-        from .losses import loss_for
-
         self.loss_fn = loss_for(self.config)
         ds = _PILTwoViews(images, images.shape[-1])
         self.loader = torch.utils.data.DataLoader(
@@ -258,8 +261,6 @@ def time_losses(configs: dict[Any, RunConfig], device: torch.device, reps: int
                 ) -> dict[Any, float]:
     """Median seconds of forward + backward of each config's loss alone on the same fixed
     (B, 64) embeddings, the variants alternating, after 3 untimed rounds."""
-    from .losses import loss_for
-
     g = torch.Generator().manual_seed(0)
     b = next(iter(configs.values())).batch_size
     z = [torch.nn.functional.normalize(torch.randn(b, 64, generator=g), dim=1).to(device)
@@ -326,7 +327,6 @@ def _max_rss_bytes() -> int:
 def _default_run_child(config_dict: dict, queue) -> None:
     """A short default run (train + evaluate, as `rkdo train --evaluate`) in a fresh
     process; reports that process's peak memory."""
-    from .train import evaluate_run, train
 
     try:
         config = RunConfig.from_dict(config_dict)
@@ -597,7 +597,7 @@ def _run_benchmark(config: RunConfig, *, steps: int, warmup: int, threads: int |
 
 def profile_step(step: Callable[[], Any], steps: int, top: int = 12) -> list[dict[str, Any]]:
     """Top operators by self time over ``steps`` calls (torch.profiler), per step."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile  # deferred: only --profile uses it
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
@@ -768,8 +768,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
-    import dataclasses
-    import typing
 
     hints = typing.get_type_hints(RunConfig)
     names = {f.name for f in dataclasses.fields(RunConfig)}

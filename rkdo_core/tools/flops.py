@@ -1,6 +1,6 @@
 """FLOPs of a training step, and ``rkdo flops``: what recursion depth 3 costs over depth 1.
 
-The paper (PAPER.md §3, "FLOPs") reports 9.5537 vs 9.5545 × 10¹¹ FLOPs per step for depth 1
+The paper (docs/method.md §3, "FLOPs") reports 9.5537 vs 9.5545 × 10¹¹ FLOPs per step for depth 1
 vs 3 — "< 0.03 % overhead" — from the torch profiler on a *forward* pass. ``rkdo flops``
 measures, on the paper config (batch 64, 32×32 images, the suite's ResNet-18 encoder and its
 training step, `train.setup_training` / `train_step`), for RKDO depth 1, RKDO depth 3 and
@@ -16,15 +16,13 @@ plus the loss's own elementwise work, which neither FLOP counter sees, and the o
 depth 3 against depth 1 in each. The conventions (:data:`CONVENTIONS`) are written into the
 output next to the numbers.
 
-`step_flops` (FlopCounterMode, forward + backward of one step of a run's config) is what the
-evaluation records as ``flops_per_step`` in every metrics file; `count_step_flops` is shared
-with ``rkdo bench``.
+The counting itself is :mod:`rkdo_core.training.stepflops` (what the evaluation records as
+``flops_per_step`` in every metrics file).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -32,18 +30,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
-from .config import ConfigError, RunConfig
-from .data import DatasetUnavailableError
-from .model import resolve_device
-from .runio import write_json_atomic
+from ..config import ConfigError, RunConfig
+from ..errors import DatasetUnavailableError
+from ..losses import loss_for
+from ..model import build_model, resolve_device
+from ..reporting.reported import load_reported
+from ..runio import write_json_atomic
+from ..training.stepflops import (
+    count_step_flops,
+    loss_elementwise_ops,
+    profiler_flops,
+    step_flops,
+)
+from ..training.train import encode_views, load_data, thread_setting, train_step
+from .bench import OurStep, interleaved, summarize, time_losses
 
-#: The paper's reported overhead bound for depth 3 vs depth 1, in percent.
-PAPER_OVERHEAD_PCT = 0.03
-#: The paper's reported forward-pass FLOPs per step (torch profiler), depth 1 and 3.
-PAPER_FORWARD_FLOPS = {1: 9.5537e11, 3: 9.5545e11}
 #: (method, depth) of the measured variants; I-Con has no recursion (depth 0 in the rows).
 VARIANTS: tuple[tuple[str, int], ...] = (("rkdo", 1), ("rkdo", 3), ("icon", 0))
 
@@ -88,95 +90,6 @@ CONVENTIONS: dict[str, str] = {
 
 # ---- counting -----------------------------------------------------------------------------
 
-def count_step_flops(step: Callable[[], Any]) -> int:
-    """FLOPs of one call (convolutions and matmuls, forward and backward) by FlopCounterMode."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    return int(counter.get_total_flops())
-
-
-def profiler_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of one call as ``torch.profiler`` counts them (``with_flops=True``), summed over
-    every recorded operator (see :data:`CONVENTIONS`)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-        fn()
-    return int(sum(e.flops for e in prof.key_averages()))
-
-
-class _ElementCounter(TorchDispatchMode):
-    """Elements written by aten ops other than views and the matmul-type ops that
-    FlopCounterMode counts (see ``loss_elementwise_ops`` in :data:`CONVENTIONS`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        registry = FlopCounterMode(display=False).flop_registry
-        self.skip = {getattr(op, "overloadpacket", op) for op in registry}
-        self.total = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view and func.overloadpacket not in self.skip:
-            for t in (out if isinstance(out, (tuple, list)) else (out,)):
-                if isinstance(t, torch.Tensor) and t.is_floating_point():
-                    self.total += t.numel()
-        return out
-
-
-def loss_elementwise_ops(config: RunConfig, *, seed: int = 0) -> int:
-    """Elements written by the loss of ``config`` alone, forward + backward, on (B, 64)
-    random L2-normalised embeddings (see :data:`CONVENTIONS`)."""
-    from .losses import loss_for
-
-    g = torch.Generator().manual_seed(seed)
-    z = [torch.nn.functional.normalize(torch.randn(config.batch_size, 64, generator=g), dim=1)
-         .requires_grad_() for _ in range(2)]
-    fn = loss_for(config)
-    counter = _ElementCounter()
-    with counter:
-        fn(*z).backward()
-    return counter.total
-
-
-def _counting_config(config: RunConfig) -> RunConfig:
-    """The config whose step is counted: the same computation, eager float32 (autocast and
-    torch.compile change how a step runs, not its multiply-adds; the seed only its values)."""
-    return config.replace(device="cpu", compile=False, amp_bf16=False, threads=None,
-                          data_root=None, seed=0, epochs=(1,))
-
-
-def step_flops(config: RunConfig, image_size: int) -> int:
-    """Forward + backward FLOPs (FlopCounterMode) of one optimizer step of ``config`` on a
-    batch of ``image_size``² images, counted once per distinct computation (cached).
-
-    The step — both views through the encoder (train mode, as `train.encode_views` runs
-    them), the configured loss, backward — runs on a fresh model on PyTorch's ``meta``
-    device: shapes only, no arithmetic, no effect on the global RNG or on any run. Adam's
-    update is left out (FlopCounterMode counts none of it); `rkdo flops` checks that this
-    equals the count of a real `train.train_step`."""
-    return _step_flops_cached(_counting_config(config), int(image_size))
-
-
-@functools.lru_cache(maxsize=32)
-def _step_flops_cached(config: RunConfig, image_size: int) -> int:
-    from .losses import loss_for
-    from .model import build_model
-    from .train import encode_views
-
-    meta = torch.device("meta")
-    model = build_model(config, meta).train()
-    v1, v2 = (torch.empty(config.batch_size, 3, image_size, image_size, device=meta)
-              for _ in range(2))
-    loss_fn = loss_for(config)
-
-    def step() -> None:
-        loss_fn(*encode_views(model, v1, v2, fused_views=config.fused_views)).backward()
-
-    return count_step_flops(step)
-
-
 # ---- rkdo flops --------------------------------------------------------------------------
 
 def _variant_config(base: RunConfig, method: str, depth: int) -> RunConfig:
@@ -191,11 +104,6 @@ def measure(config: RunConfig, *, steps: int, warmup: int,
             log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Every figure of ``rkdo flops`` for the variants of :data:`VARIANTS` (see the module
     docstring); the result follows the ``--out`` JSON schema."""
-    from .bench import OurStep, interleaved, summarize
-    from .losses import loss_for
-    from .model import build_model
-    from .train import encode_views, load_data, train_step
-
     if steps < 1:
         raise ConfigError("steps", steps, "--steps must be an integer >= 1")
     if warmup < 0:
@@ -254,7 +162,8 @@ def measure(config: RunConfig, *, steps: int, warmup: int,
     t1 = np.array([r["total"] for r in rec[("rkdo", 1)]])
     t3 = np.array([r["total"] for r in rec[("rkdo", 3)]])
     paired = 100.0 * (t3 / t1 - 1.0)
-    fwd_paper = PAPER_FORWARD_FLOPS
+    paper = load_reported()  # the paper's FLOPs and overhead bound (params/reported.yaml)
+    fwd_paper = paper.forward_flops
     return {
         "device": str(device),
         "conventions": dict(CONVENTIONS),
@@ -282,9 +191,9 @@ def measure(config: RunConfig, *, steps: int, warmup: int,
             d3["loss_only_seconds_median"] - d1["loss_only_seconds_median"])
             / d1["seconds_per_step_median"],
         "stock_convolutions_rkdo_depth1": stock_counts,
-        "paper_forward_over_ours_stock": PAPER_FORWARD_FLOPS[1]
+        "paper_forward_over_ours_stock": fwd_paper[1]
         / stock_counts["forward_profiler_flops"],
-        "paper_overhead_pct": PAPER_OVERHEAD_PCT,
+        "paper_overhead_pct": paper.overhead_pct_max,
         "paper_forward_flops": {str(k): v for k, v in fwd_paper.items()},
         "paper_overhead_reported_pct": _overhead(fwd_paper[1], fwd_paper[3]),
         "steps": steps,
@@ -296,8 +205,6 @@ def _loss_only_seconds(cfgs: dict[tuple[str, int], RunConfig], device: torch.dev
                        reps: int) -> dict[tuple[str, int], float]:
     """Median seconds of forward + backward of each variant's loss alone on fixed (B, 64)
     embeddings, the variants alternating, after 3 untimed rounds."""
-    from .bench import time_losses
-
     return time_losses(cfgs, device, reps)
 
 
@@ -371,8 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def flops_main(argv: list[str] | None = None) -> int:
     """Entry point of ``rkdo flops``; returns the exit status."""
-    from .train import thread_setting
-
     args = build_parser().parse_args(argv)
     try:
         if args.steps < 1:

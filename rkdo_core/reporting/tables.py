@@ -1,50 +1,45 @@
 """Tables 1–4 of the paper, re-drawn from the metrics files beside the numbers it reports.
 
-Every builder returns one DataFrame holding both machine-readable columns (snake_case,
-numbers) and display columns (human headers, formatted strings); ``df.attrs`` records which
-is which (``csv``/``display``), a ``title``, a generated ``note`` and the rows ``omitted``
-with their reason. :func:`write_table` writes the numbers to CSV and the display columns to
-Markdown and LaTeX. The paper's numbers come from ``params/reported.yaml`` and are matched
+Tables 1–4 of the paper, and the audit's Table 5 (common yardstick) and Table 6 (paper vs
+full protocol); Table 7 is :mod:`.compute`'s, the claims checklist :mod:`.claims`'. Every
+builder follows :mod:`.fmt`'s convention (numbers and display columns in one DataFrame).
+The paper's numbers come from ``params/reported.yaml`` and are matched
 only where dataset, budget and protocol (the paper's own) agree; every other cell says
 "no counterpart in the paper".
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..datasets import dataset_label, dataset_order
+from .fmt import (
+    NO_COUNTERPART,
+    finish_table,
+    fmt_ci,
+    fmt_mean_std,
+    fmt_num,
+    fmt_pct,
+    fmt_steps,
+    format_p,
+)
+from .reported import Reported
 from .stats import (
     METHOD_LABELS,
     METRIC_LABELS,
     METRICS,
     YARDSTICK,
-    dataset_label,
-    epoch0_gap_sentences,
-    gap_beyond_step0,
     holm,
-    incomplete_runs,
-    load_metrics,
-    paired_comparison,
     paired_stats,
     paired_values,
     protocol_conclusions,
-    run_summary,
     yardstick_comparison,
 )
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_REPORTED = REPO_DIR / "params" / "reported.yaml"
 DEFAULT_TABLE3_PAIRS = ((1, 5), (2, 5))
-#: the paper's datasets, in its order; others (digits) follow, sorted
-PAPER_DATASETS = ("cifar10", "cifar100", "stl10")
-NO_COUNTERPART = "—"
 TABLE_NAMES = {"table1": "table1_training_loss", "table2": "table2_linear_eval",
                "table3": "table3_early_rkdo_vs_late_icon", "table4": "table4_all_metrics",
                "yardstick": "table5_common_yardstick",
@@ -52,121 +47,28 @@ TABLE_NAMES = {"table1": "table1_training_loss", "table2": "table2_linear_eval",
                "compute": "table7_compute_matched", "claims": "claims_checklist"}
 
 
-@dataclass(frozen=True)
-class Reported:
-    """The paper's Tables 1–4 (``params/reported.yaml``) as DataFrames."""
-
-    table1: pd.DataFrame
-    table2: pd.DataFrame
-    table3: pd.DataFrame
-    table4: pd.DataFrame
-    table4_epoch: int
-    protocol: str = "paper"
-    p_claim: str = ""
-    source: str = ""
-    titles: dict = field(default_factory=dict)
-
-    @property
-    def datasets(self) -> list[str]:
-        return sorted(set(self.table1.dataset))
-
-
-def load_reported(path: str | Path | None = None) -> Reported:
-    """Read the paper's reported numbers (default: the repository's
-    ``params/reported.yaml``)."""
-    import yaml
-
-    path = Path(path) if path is not None else DEFAULT_REPORTED
-    if not path.is_file():
-        raise FileNotFoundError(f"reported numbers file {path} does not exist")
-    raw = yaml.safe_load(path.read_text())
-    missing = [k for k in ("table1", "table2", "table3", "table4") if k not in raw]
-    if missing:
-        raise ValueError(f"{path}: missing section(s) {missing}")
-    frames = {k: pd.DataFrame(raw[k]["rows"]) for k in ("table1", "table2", "table3", "table4")}
-    return Reported(**frames, table4_epoch=int(raw["table4"]["epochs"]),
-                    protocol=raw.get("protocol", "paper"),
-                    p_claim=raw["table1"].get("p_value_claim", ""),
-                    source=raw.get("source", str(path)),
-                    titles={k: raw[k].get("title", k) for k in frames})
-
-
 # ---------------------------------------------------------------------------- formatting
-
-
-def format_p(p: float) -> str:
-    """Two significant digits; scientific below 0.001; "—" where no test was possible."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return NO_COUNTERPART
-    if p < 1e-3:
-        return f"{p:.1e}"
-    return f"{p:.2g}"
-
-
-def _num(x: float, digits: int = 4, sign: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return NO_COUNTERPART
-    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
 def _paired_display(sub: pd.DataFrame, diff_label: str) -> dict[str, list]:
     """The display columns Tables 1, 2 and 4 share, from steps to the paper's numbers."""
     return {
-        "Steps": [_steps(a, b) for a, b in zip(sub.steps_min, sub.steps_max)],
+        "Steps": [fmt_steps(a, b) for a, b in zip(sub.steps_min, sub.steps_max)],
         "n": sub.n_seeds.astype(str),
-        "RKDO": [_mean_std(m, s) for m, s in zip(sub.rkdo_mean, sub.rkdo_std)],
-        "I-Con": [_mean_std(m, s) for m, s in zip(sub.icon_mean, sub.icon_std)],
-        diff_label: [_pct(x) for x in sub.improvement_pct],
-        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+        "RKDO": [fmt_mean_std(m, s) for m, s in zip(sub.rkdo_mean, sub.rkdo_std)],
+        "I-Con": [fmt_mean_std(m, s) for m, s in zip(sub.icon_mean, sub.icon_std)],
+        diff_label: [fmt_pct(x) for x in sub.improvement_pct],
+        "RKDO − I-Con [95 % CI]": [f"{fmt_num(d, sign=True)} {fmt_ci(lo, hi)}" for d, lo, hi in
                                    zip(sub.diff_mean, sub.ci_low, sub.ci_high)],
-        "d_z": [_num(x, 2) for x in sub.effect_size],
+        "d_z": [fmt_num(x, 2) for x in sub.effect_size],
         "p": [format_p(x) for x in sub.p_value],
         "p (Holm)": [format_p(x) for x in sub.p_holm],
-        "Paper RKDO": [_mean_std(m, s) for m, s in
+        "Paper RKDO": [fmt_mean_std(m, s) for m, s in
                        zip(sub.reported_rkdo_mean, sub.reported_rkdo_std)],
-        "Paper I-Con": [_mean_std(m, s) for m, s in
+        "Paper I-Con": [fmt_mean_std(m, s) for m, s in
                         zip(sub.reported_icon_mean, sub.reported_icon_std)],
-        f"Paper {diff_label.lower()}": [_pct(x) for x in sub.reported_pct],
+        f"Paper {diff_label.lower()}": [fmt_pct(x) for x in sub.reported_pct],
     }
-
-
-def _mean_std(mean: float, std: float, digits: int = 4) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return NO_COUNTERPART
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _pct(x: float) -> str:
-    return NO_COUNTERPART if x is None or np.isnan(x) else f"{x:+.2f} %"
-
-
-def _steps(lo: float, hi: float) -> str:
-    if np.isnan(lo):
-        return "?"
-    return f"{int(lo)}" if lo == hi else f"{int(lo)}–{int(hi)}"
-
-
-def _ci(lo: float, hi: float, digits: int = 4) -> str:
-    if np.isnan(lo):
-        return NO_COUNTERPART
-    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
-
-
-def dataset_order(datasets: Iterable[str]) -> list[str]:
-    """The paper's datasets in its order, then the others sorted."""
-    ds = set(datasets)
-    return [d for d in PAPER_DATASETS if d in ds] + sorted(ds - set(PAPER_DATASETS))
-
-
-def _finish(out: pd.DataFrame, csv: list[str], display: dict[str, pd.Series | list],
-            title: str, note: str, omitted: list[str]) -> pd.DataFrame:
-    for col, values in display.items():
-        out[col] = list(values)
-    out.attrs.update(csv=list(csv), display=list(display), title=title, note=note,
-                     omitted=list(omitted))
-    return out
 
 
 def _counterpart_reason(dataset: str, protocol: str, epoch: int | None,
@@ -236,7 +138,7 @@ def _comparison_table(comp: pd.DataFrame, metric: str, reported: Reported | None
         **_paired_display(sub, paper_label),
     }
     note = _table_note(sub, metric, cols["no_counterpart_reason"])
-    return _finish(sub[csv].copy(), csv, display, title, note, [])
+    return finish_table(sub[csv].copy(), csv, display, title, note, [])
 
 
 def _table_note(sub: pd.DataFrame, metric: str, reasons: Iterable[str]) -> str:
@@ -300,7 +202,7 @@ def _with_step0_gap(out: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
     display_cols = attrs["display"]
     i = display_cols.index("Improvement") + 1
     new_display = {
-        "Gap at step 0": [_pct(x) for x in merged.gap0_pct],
+        "Gap at step 0": [fmt_pct(x) for x in merged.gap0_pct],
         "Beyond step 0 [95 % CI]": [
             NO_COUNTERPART if np.isnan(b) else f"{b:+.2f} [{lo:+.2f}, {hi:+.2f}]"
             for b, lo, hi in zip(merged.beyond_pct, merged.beyond_ci_low,
@@ -316,13 +218,13 @@ def _with_step0_gap(out: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
     csv = attrs["csv"] + _GAP_COLS
     note = attrs["note"] + (
         " Gap at step 0: the improvement % of the untrained encoders (epoch 0, same seeds) — "
-        "the part of the \"improvement\" that exists before any optimizer step (PAPER.md "
+        "the part of the \"improvement\" that exists before any optimizer step (docs/method.md "
         "§6.1). Beyond step 0: improvement − gap at step 0 (points), with the 95 % t-interval "
         "of the per-seed differences; p: paired t-test across seeds of the per-seed "
         "improvement at the budget against at epoch 0, Holm within the protocol over the "
         "trained budgets.")
     result = merged[csv].copy()
-    return _finish(result, csv, {c: new_display[c] for c in order}, attrs["title"], note,
+    return finish_table(result, csv, {c: new_display[c] for c in order}, attrs["title"], note,
                    attrs.get("omitted", []))
 
 
@@ -429,23 +331,23 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
     csv = list(out.columns)
     display = {
         "Dataset": out.dataset.map(dataset_label), "Protocol": out.protocol,
-        "RKDO epochs (steps)": [("0, untrained" if a == 0 else f"{a} ({_steps(s, s)})")
+        "RKDO epochs (steps)": [("0, untrained" if a == 0 else f"{a} ({fmt_steps(s, s)})")
                                 for a, s in zip(out.rkdo_epochs, out.rkdo_steps)],
-        "I-Con epochs (steps)": [f"{a} ({_steps(s, s)})" for a, s in
+        "I-Con epochs (steps)": [f"{a} ({fmt_steps(s, s)})" for a, s in
                                  zip(out.icon_epochs, out.icon_steps)],
         "Fewer epochs": [f"{x:.0f} %" for x in out.fewer_epochs_pct],
         "n": out.n_seeds.astype(str),
-        "RKDO": [_mean_std(m, s) for m, s in zip(out.rkdo_mean, out.rkdo_std)],
-        "I-Con": [_mean_std(m, s) for m, s in zip(out.icon_mean, out.icon_std)],
-        "RKDO / I-Con": [_num(x, 1) + " %" if not np.isnan(x) else NO_COUNTERPART
+        "RKDO": [fmt_mean_std(m, s) for m, s in zip(out.rkdo_mean, out.rkdo_std)],
+        "I-Con": [fmt_mean_std(m, s) for m, s in zip(out.icon_mean, out.icon_std)],
+        "RKDO / I-Con": [fmt_num(x, 1) + " %" if not np.isnan(x) else NO_COUNTERPART
                          for x in out.ratio_pct],
-        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+        "RKDO − I-Con [95 % CI]": [f"{fmt_num(d, sign=True)} {fmt_ci(lo, hi)}" for d, lo, hi in
                                    zip(out.diff_mean, out.ci_low, out.ci_high)],
         "p": [format_p(x) for x in out.p_value],
         "p (Holm)": [format_p(x) for x in out.p_holm],
-        "Paper RKDO": [_num(x) for x in out.reported_rkdo_mean],
-        "Paper I-Con": [_num(x) for x in out.reported_icon_mean],
-        "Paper RKDO / I-Con": [_num(x, 1) + " %" if not np.isnan(x) else NO_COUNTERPART
+        "Paper RKDO": [fmt_num(x) for x in out.reported_rkdo_mean],
+        "Paper I-Con": [fmt_num(x) for x in out.reported_icon_mean],
+        "Paper RKDO / I-Con": [fmt_num(x, 1) + " %" if not np.isnan(x) else NO_COUNTERPART
                                for x in out.reported_ratio_pct],
         "Paper's wording": [c if c else NO_COUNTERPART for c in out.reported_claim],
     }
@@ -461,7 +363,7 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
         _no_counterpart_note(out.no_counterpart_reason),
         ("Omitted: " + " ".join(omitted)) if omitted else "",
     ]))
-    return _finish(out, csv, display, title, note, omitted)
+    return finish_table(out, csv, display, title, note, omitted)
 
 
 # ---------------------------------------------------------------------------- Table 4
@@ -529,7 +431,7 @@ def table4(comp: pd.DataFrame, reported: Reported | None = None, epoch: int = 2)
         "row should beat.",
         _no_counterpart_note(extra["no_counterpart_reason"]),
     ]))
-    return _finish(sub[csv].copy(), csv, display, title, note, [])
+    return finish_table(sub[csv].copy(), csv, display, title, note, [])
 
 
 # ---------------------------------------------------------------------------- the audit
@@ -576,10 +478,10 @@ def table_yardstick(df: pd.DataFrame) -> pd.DataFrame:
         drop=True)
     csv = list(out.columns)
     display = {"Dataset": out.dataset.map(dataset_label), "Protocol": out.protocol,
-               "Epochs (steps)": ["0 (untrained)" if e == 0 else f"{e} ({_steps(s, s)})"
+               "Epochs (steps)": ["0 (untrained)" if e == 0 else f"{e} ({fmt_steps(s, s)})"
                                   for e, s in zip(out.epochs, out.steps_max)],
                "n": out.n_seeds.astype(str),
-               "Own objective: RKDO below I-Con": [_pct(x) for x in
+               "Own objective: RKDO below I-Con": [fmt_pct(x) for x in
                                                    out.own_objective_gap_pct]}
     for key, _label in YARDSTICK.items():
         k = key.removeprefix("yardstick_")
@@ -588,14 +490,14 @@ def table_yardstick(df: pd.DataFrame) -> pd.DataFrame:
         def col(name, k=k):
             return out[f"{k}_obj_{name}"] if f"{k}_obj_{name}" in out else [np.nan] * len(out)
 
-        display[f"{short}: RKDO-trained"] = [_mean_std(m, sd) for m, sd in
+        display[f"{short}: RKDO-trained"] = [fmt_mean_std(m, sd) for m, sd in
                                              zip(col("rkdo_trained_mean"),
                                                  col("rkdo_trained_std"))]
-        display[f"{short}: I-Con-trained"] = [_mean_std(m, sd) for m, sd in
+        display[f"{short}: I-Con-trained"] = [fmt_mean_std(m, sd) for m, sd in
                                               zip(col("icon_trained_mean"),
                                                   col("icon_trained_std"))]
         display[f"{short}: difference [95 % CI]"] = [
-            f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+            f"{fmt_num(d, sign=True)} {fmt_ci(lo, hi)}" for d, lo, hi in
             zip(col("diff_mean"), col("ci_low"), col("ci_high"))]
         display[f"{short}: p (Holm)"] = [
             NO_COUNTERPART if np.isnan(p) else f"{format_p(p)} ({format_p(h)})"
@@ -612,7 +514,7 @@ def table_yardstick(df: pd.DataFrame) -> pd.DataFrame:
         "on these held-out views; the two objectives are different functions, so this "
         "number is not evidence that either encoder is better. Epoch 0: the untrained "
         "encoders, identical for both methods at a seed (difference 0, no test).")
-    return _finish(out, csv, display, title, note, [])
+    return finish_table(out, csv, display, title, note, [])
 
 
 def yardstick_2x2(df: pd.DataFrame, dataset: str, protocol: str, epoch: int) -> pd.DataFrame:
@@ -622,7 +524,7 @@ def yardstick_2x2(df: pd.DataFrame, dataset: str, protocol: str, epoch: int) -> 
     cells = {}
     for key, label in YARDSTICK.items():
         cells[f"scored with the {label}"] = [
-            _mean_std(*((v.mean(), v.std(ddof=1)) if len(v) > 1 else (v.mean(), np.nan)))
+            fmt_mean_std(*((v.mean(), v.std(ddof=1)) if len(v) > 1 else (v.mean(), np.nan)))
             if len(v) else NO_COUNTERPART
             for v in (sub[sub.method == m][key].astype(float).dropna()
                       if key in sub else pd.Series(dtype=float) for m in ("rkdo", "icon"))]
@@ -652,8 +554,8 @@ def table_protocols(comp: pd.DataFrame) -> pd.DataFrame:
                "Epochs": ["0 (untrained)" if e == 0 else str(e) for e in pc.epochs]}
     for p in protocols:
         display[f"{p}: RKDO / I-Con (steps)"] = [
-            f"{r:.4f} / {i:.4f} ({_steps(s, s)})" for r, i, s in
-            zip(pc[f"{p}_rkdo_mean"], pc[f"{p}_icon_mean"], pc[f"{p}_steps"])]
+            f"{r:.4f} / {i:.4f} ({fmt_steps(s, s)})" for r, i, s in
+            zip(pc[f"{p}_rkdo_mean"], pc[f"{p}_icon_mean"], pc[f"{p}fmt_steps"])]
         display[f"{p}: conclusion (p Holm)"] = [
             f"{c} ({format_p(h)})" for c, h in zip(pc[f"{p}_conclusion"], pc[f"{p}_p_holm"])]
     display["Same conclusion"] = ["yes" if x else "NO" for x in pc.same]
@@ -664,174 +566,9 @@ def table_protocols(comp: pd.DataFrame) -> pd.DataFrame:
             f"pass under the full protocol (steps in brackets); the full protocol evaluates "
             f"on the whole test set with the probe trained on train-set features. "
             f"{n_diff} of {len(pc)} conclusions differ between protocols.")
-    return _finish(pc, list(pc.columns), display, title, note, [])
+    return finish_table(pc, list(pc.columns), display, title, note, [])
 
 
 # ---------------------------------------------------------------------------- writing
 
 
-def build_tables(df: pd.DataFrame, comp: pd.DataFrame | None = None,
-                 reported: Reported | None = None, *, table4_epoch: int = 2,
-                 table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
-                 flops=None, theory_checks=None) -> dict[str, pd.DataFrame]:
-    """Tables 1–4, the audit's Tables 5 (common yardstick), 6 (protocols) and 7
-    (compute-matched), and the claims checklist, keyed by their file names
-    (:data:`TABLE_NAMES`). ``flops`` / ``theory_checks``: ``rkdo flops``' JSON and the
-    theory notebook's ``checks.json`` (paths or loaded; absent -> "not testable")."""
-    # imported here: both modules import this one
-    from .claims import claims_checklist
-    from .compute import compute_matched_table
-
-    comp = paired_comparison(df) if comp is None else comp
-    return {TABLE_NAMES["table1"]: table1(comp, reported, gap_beyond_step0(df)),
-            TABLE_NAMES["table2"]: table2(comp, reported),
-            TABLE_NAMES["table3"]: table3(df, reported, table3_pairs),
-            TABLE_NAMES["table4"]: table4(comp, reported, table4_epoch),
-            TABLE_NAMES["yardstick"]: table_yardstick(df),
-            TABLE_NAMES["protocols"]: table_protocols(comp),
-            TABLE_NAMES["compute"]: compute_matched_table(df),
-            TABLE_NAMES["claims"]: claims_checklist(df, flops=flops,
-                                                    theory_checks=theory_checks,
-                                                    reported=reported,
-                                                    table3_pairs=table3_pairs)}
-
-
-def table_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
-    """The display columns as a Markdown table, with title and note."""
-    title = title if title is not None else df.attrs.get("title", "")
-    note = note if note is not None else df.attrs.get("note", "")
-    cols = df.attrs.get("display") or list(df.columns)
-    # numparse off: tabulate would re-format the formatted p-values ("1.0e-06" -> "1e-06")
-    body = df[cols].to_markdown(index=False, disable_numparse=True) if len(df) \
-        else "*(no rows)*"
-    return "\n\n".join(filter(None, [f"**{title}**" if title else "", body, note]))
-
-
-def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, title: str | None = None,
-                note: str | None = None) -> list[Path]:
-    """Write ``name.csv`` (the machine-readable columns, full precision), ``name.md`` and
-    ``name.tex`` (the display columns, title and note) into ``out_dir``; returns the paths.
-
-    ``title``/``note`` default to ``df.attrs``. A frame without ``attrs`` (any DataFrame)
-    is written whole to all three.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    title = title if title is not None else df.attrs.get("title", name)
-    note = note if note is not None else df.attrs.get("note", "")
-    csv_cols = df.attrs.get("csv") or [c for c in df.columns
-                                       if c not in (df.attrs.get("display") or [])]
-    disp_cols = df.attrs.get("display") or list(df.columns)
-    csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
-    df[csv_cols].to_csv(csv, index=False)
-    md.write_text(table_markdown(df, title, note) + "\n", encoding="utf-8")
-    body = df[disp_cols]
-    latex = _latex_unicode(body.to_latex(index=False, caption=title, label=f"tab:{name}",
-                                         float_format="%.4g", escape=True)) \
-        if len(body) else "% (no rows)\n"
-    tex.write_text(f"% {title}\n% {note}\n" + latex, encoding="utf-8")
-    return [csv, md, tex]
-
-
-_LATEX_UNICODE = {"±": r"$\pm$", "−": "$-$", "—": "---", "–": "--", "×": r"$\times$",
-                  "→": r"$\to$", "≤": r"$\leq$", "≥": r"$\geq$"}
-
-
-def _latex_unicode(text: str) -> str:
-    """The few non-ASCII symbols of the tables as plain LaTeX (pdflatex-safe)."""
-    for k, v in _LATEX_UNICODE.items():
-        text = text.replace(k, v)
-    return text
-
-
-def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[dict]:
-    """:func:`write_table` for each of :func:`build_tables`' tables; returns the manifest
-    entries (``name``, ``title``, ``note``, ``omitted``, ``files``)."""
-    entries = []
-    for name, t in tables.items():
-        files = write_table(t, out_dir, name)
-        entries.append({"name": name, "title": t.attrs.get("title", name),
-                        "note": t.attrs.get("note", ""), "omitted": t.attrs.get("omitted", []),
-                        "files": files})
-    return entries
-
-
-def _rel(paths: Iterable[Path], root: Path) -> list[str]:
-    return [Path(p).resolve().relative_to(root.resolve()).as_posix() for p in paths]
-
-
-def manifest(out_dir: str | Path, df: pd.DataFrame, *, tables: list[dict],
-             figures: list[dict], skipped: Sequence[Path] = (),
-             results_dir: str | Path | None = None, sentences: Sequence[str] = (),
-             extra: dict | None = None) -> dict:
-    """The aggregate.json manifest: tables and figures (``name``, ``title``/``caption``,
-    ``files`` relative to ``out_dir``), what was aggregated and what was skipped."""
-    out_dir = Path(out_dir)
-    summary = run_summary(df)
-    rel = (lambda p: Path(p).resolve().relative_to(Path(results_dir).resolve()).as_posix()) \
-        if results_dir is not None else str
-    return {
-        "results_dir": str(results_dir) if results_dir is not None else None,
-        "tables": [{**t, "files": _rel(t["files"], out_dir)} for t in tables],
-        "figures": [{**f, "files": _rel(f["files"], out_dir)} for f in figures],
-        **summary,
-        "skipped_incomplete": len(skipped),
-        "skipped_runs": [rel(p) for p in skipped],
-        "epoch0_sentences": list(sentences),
-        **(extra or {}),
-    }
-
-
-def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> dict:
-    """The manifest's audit entries: the yardstick sentences and the claims' verdicts."""
-    from .stats import yardstick_sentences
-
-    claims = tables.get(TABLE_NAMES["claims"])
-    return {"comparison": "comparison.csv",
-            "yardstick_sentences": yardstick_sentences(df),
-            "claims": [] if claims is None or claims.empty else
-            claims[["claim", "source", "protocol", "verdict"]].to_dict("records")}
-
-
-def write_manifest(out_dir: str | Path, data: dict) -> Path:
-    path = Path(out_dir) / "aggregate.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
-
-
-def default_audit_inputs(results_dir: str | Path) -> tuple[Path, Path]:
-    """Where ``make reproduce`` writes ``rkdo flops``' JSON and the theory notebook's
-    checks below a results folder."""
-    return Path(results_dir) / "flops.json", Path(results_dir) / "theory" / "checks.json"
-
-
-def aggregate(results_dir: str | Path, out_dir: str | Path,
-              reported_path: str | Path | None = None, table4_epoch: int = 2,
-              table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
-              flops_path: str | Path | None = None,
-              theory_checks_path: str | Path | None = None) -> dict:
-    """Everything 05_aggregate.ipynb does, without the notebook: read the complete runs,
-    write the tables into ``out_dir/tables``, the figures into ``out_dir/figures``, the
-    paired comparison into ``out_dir/comparison.csv`` and ``out_dir/aggregate.json``.
-    Returns the manifest."""
-    from . import figures as figs
-
-    out_dir = Path(out_dir)
-    df = load_metrics(results_dir)
-    skipped = incomplete_runs(results_dir)
-    reported = load_reported(reported_path)
-    flops_default, theory_default = default_audit_inputs(results_dir)
-    comp = paired_comparison(df)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    comp.to_csv(out_dir / "comparison.csv", index=False)
-    built = build_tables(df, comp, reported, table4_epoch=table4_epoch,
-                         table3_pairs=table3_pairs, flops=flops_path or flops_default,
-                         theory_checks=theory_checks_path or theory_default)
-    tables = write_tables(built, out_dir / "tables")
-    figures = figs.write_figures(figs.build_figures(df, comp, reported), out_dir / "figures")
-    data = manifest(out_dir, df, tables=tables, figures=figures, skipped=skipped,
-                    results_dir=results_dir, sentences=epoch0_gap_sentences(df),
-                    extra=audit_extra(df, built))
-    write_manifest(out_dir, data)
-    return data

@@ -1,7 +1,7 @@
 """The common yardstick: every checkpoint scored on the same two fixed objectives.
 
 A run's training loss is the value of *its own* objective, and RKDO's objective is partly
-made of the model's own output (PAPER.md §6), so "RKDO's loss is ~30 % lower" compares two
+made of the model's own output (docs/method.md §6), so "RKDO's loss is ~30 % lower" compares two
 different functions. The yardstick scores an encoder — whatever trained it — on both:
 
 - ``yardstick_icon``: the I-Con loss (`losses.icon_loss`, temperature, debias alpha), and
@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
-from .augment import two_views
-from .config import RunConfig
-from .losses import icon_loss, rkdo_loss
+from ..augment import two_views
+from ..config import RunConfig
+from ..losses import icon_loss, rkdo_loss
 
 #: Seed of the yardstick's views: fixed, independent of every run's training seed.
 YARDSTICK_SEED = 20_251_128

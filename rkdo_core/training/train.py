@@ -1,4 +1,4 @@
-"""Training and evaluation of one (dataset, method, seed) run.
+"""Training of one (dataset, method, seed) run (01_train.ipynb makes one call here: :func:`train`).
 
 A run trains once up to the largest epoch budget and saves a checkpoint at every budget
 (and at budget 0, the untrained encoder), so budgets 1, 2, 5, 10 are checkpoints of one
@@ -8,7 +8,9 @@ run rather than four separate trainings. Run folder layout::
     RUN/train_log.jsonl        one line per optimizer step: step, epoch, loss, seconds
     RUN/checkpoints/epoch_NNN.pt
     RUN/train_complete.json    written last: the run trained to every budget
-    RUN/metrics/epoch_NNN.json written by evaluate_run, one per checkpoint
+    RUN/metrics/epoch_NNN.json written by evaluation (training/evaluate.py)
+
+The file names are those of :mod:`rkdo_core.layout`.
 
 Every file is written atomically; ``train_complete.json`` exists only if all budgets did.
 
@@ -25,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import platform
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,43 +40,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import losses as losses_mod
-from .augment import normalize, two_views
-from .config import ConfigError, RunConfig
-from .data import DatasetSplits, load_dataset
-from .model import Encoder, build_model, resolve_device
-from .runio import provenance, read_json, torch_save_atomic, write_json_atomic
+from .. import losses as losses_mod
+from ..augment import two_views
+from ..config import ConfigError, RunConfig, same_run_config
+from ..data import DatasetSplits, load_dataset
+from ..errors import NonFiniteLossError
+from ..layout import (
+    CHECKPOINTS,
+    CONFIG,
+    METRICS,
+    TRAIN_COMPLETE,
+    TRAIN_LOG,
+    checkpoint_path,
+    is_trained,
+)
+from ..model import Encoder, build_model, resolve_device
+from ..runio import git_state, read_json, write_atomic, write_json_atomic
 
-TRAIN_COMPLETE = "train_complete.json"
 #: the loop reads losses back from the device (and writes their log lines, and checks them
 #: for NaN/inf) every this many steps and at the end of each epoch, never per step.
 SYNC_EVERY = 50
-#: the linear-probe split and k-means seed of the evaluation protocol (fixed, as in the
-#: reference notebook), independent of the training seed.
-EVAL_SEED = 42
-#: version of the metrics files `evaluate_run` writes; a file of another version (e.g. one
-#: written before the yardstick and FLOP keys existed) is recomputed even without ``force``.
-#: 2: + yardstick_icon/_rkdo/_images/_seed/_settings, flops_per_step, train_flops.
-EVAL_VERSION = 2
-#: keys every current metrics file holds beyond the paper's metrics.
-EVAL_V2_KEYS = ("yardstick_icon", "yardstick_rkdo", "yardstick_images", "yardstick_seed",
-                "yardstick_settings", "flops_per_step", "train_flops")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the run is not marked complete."""
-
-
-def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"epoch_{epoch:03d}.pt"
-
-
-def metrics_path(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / "metrics" / f"epoch_{epoch:03d}.json"
-
-
-def is_trained(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / TRAIN_COMPLETE).exists()
 
 
 def _seeds(seed: int) -> tuple[int, int, int]:
@@ -118,9 +105,9 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
                           "folder or pass force=True / --force to overwrite it")
     # Anything here is a partial or superseded run: start from scratch, so no stale
     # checkpoint or log line can be mixed into the new one.
-    for stale in ("checkpoints", "metrics"):
+    for stale in (CHECKPOINTS, METRICS):
         shutil.rmtree(out / stale, ignore_errors=True)
-    for stale in (TRAIN_COMPLETE, "train_log.jsonl"):
+    for stale in (TRAIN_COMPLETE, TRAIN_LOG):
         (out / stale).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -135,7 +122,7 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
     n_steps = steps_per_epoch(config, n_train)
     torch.manual_seed(config.seed)
     setup = setup_training(config, device)
-    write_json_atomic(out / "config.json",
+    write_json_atomic(out / CONFIG,
                       {"config": config.to_dict(), "provenance": provenance(device),
                        "steps_per_epoch": n_steps, "n_train": n_train,
                        "implementation": setup.implementation()})
@@ -157,7 +144,7 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
     t_start = time.perf_counter()
     bar = tqdm(total=config.max_epochs * n_steps, desc=f"{config.method} seed {config.seed}",
                disable=not progress, mininterval=2.0, leave=False)
-    with open(out / "train_log.jsonl", "w") as log:
+    with open(out / TRAIN_LOG, "w") as log:
         for epoch in range(1, config.max_epochs + 1):
             model.train()
             order = torch.randperm(n_train, generator=g_data)
@@ -392,36 +379,6 @@ def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
     return float(torch.stack(values).mean())
 
 
-def same_run_config(a: dict, b: dict) -> bool:
-    """Configs equal up to where the data lives (the same files may be mounted elsewhere)
-    and how many CPU threads ran it (a grid picks threads from its worker count, so a
-    resumed grid with other --workers must still find its runs). Fields a config predates
-    (e.g. the speed fields) count as their defaults."""
-    return not run_config_differences(a, b)
-
-
-def run_config_differences(old: dict, new: dict) -> list[str]:
-    """The fields in which two run configs differ, as ``'field old -> new'``, compared the
-    way :func:`same_run_config` compares them."""
-    a, b = _normalised(old), _normalised(new)
-    return [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)]
-
-
-def _normalised(d: dict) -> dict:
-    try:
-        d = RunConfig.from_dict(d).to_dict()
-    except (ConfigError, TypeError):
-        d = dict(d)
-    return {**d, "data_root": None, "threads": None}
-
-
-def _is_channels_last(model: torch.nn.Module) -> bool:
-    w = next((m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    return (w is not None and not w.is_contiguous()
-            and w.is_contiguous(memory_format=torch.channels_last))
-
-
 def _checkpoint(model: Encoder, opt, epoch: int, step: int, train_loss: float | None) -> dict:
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
             "steps": step, "train_loss": train_loss}
@@ -434,86 +391,32 @@ def load_encoder(config: RunConfig, ckpt: str | Path, device: torch.device) -> E
     return model.eval()
 
 
-@torch.inference_mode()
-def embed(model: Encoder, images: torch.Tensor, *, features: str = "projection",
-          batch_size: int = 512) -> np.ndarray:
-    """uint8 (N, 3, H, W) -> (N, 64) projection embeddings or (N, 512) backbone features,
-    un-augmented (only normalised), with the model in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    fn = model if features == "projection" else model.features
-    fmt = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
-    out = [fn(normalize(images[i:i + batch_size].to(device)).contiguous(memory_format=fmt))
-           .float().cpu() for i in range(0, images.shape[0], batch_size)]
-    return torch.cat(out).numpy()
 
 
-def evaluate_run(run_dir: str | Path, *, force: bool = False) -> list[dict[str, Any]]:
-    """Metrics for every checkpoint of a trained run, written to RUN/metrics/epoch_NNN.json.
-
-    Paper protocol: the first ``eval_images`` test images, probe on a seeded 80/20 split.
-    Full protocol: the whole test set, probe trained on train-set features.
-
-    Every file also holds the common yardstick (`rkdo_core.yardstick`: the checkpoint scored
-    on both fixed objectives over the same evaluation images, with fixed seeded views) and
-    ``flops_per_step`` (FlopCounterMode, forward + backward of one step of this config;
-    `rkdo_core.flops.step_flops`) with ``train_flops`` = steps × flops_per_step. An existing
-    file is reused unless ``force`` or it is not of :data:`EVAL_VERSION` (older files, which
-    lack those keys, are recomputed).
-    """
-    run = Path(run_dir)
-    if not is_trained(run):
-        raise FileNotFoundError(f"{run} holds no complete training run ({TRAIN_COMPLETE} is "
-                                "missing); train it first with `rkdo train`")
-    done = read_json(run / TRAIN_COMPLETE)
-    config = RunConfig.from_dict(done["config"])
-    with thread_setting(config.threads):
-        return _evaluate(run, done, config, force=force)
+def torch_save_atomic(path: str | Path, obj: Any) -> None:
+    """``torch.save`` through :func:`rkdo_core.runio.write_atomic` (no half-written file)."""
+    write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
-def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[dict[str, Any]]:
-    # Imported here: scikit-learn takes seconds to import, and training never needs it.
-    from .flops import step_flops
-    from .metrics import all_metrics
-    from .yardstick import yardstick
+def provenance(device: torch.device) -> dict[str, Any]:
+    """What produced a result: code version, library versions, device."""
+    # deferred: scikit-learn takes seconds to import; only the version is wanted here
+    import sklearn
+    import torchvision
 
-    device = resolve_device(config.device)
-    data = load_data(config)
-    n_eval = data.test.images.shape[0] if config.eval_images is None else min(
-        config.eval_images, data.test.images.shape[0])
-    test_x, test_y = data.test.images[:n_eval], data.test.labels[:n_eval].numpy()
-    results = []
-    for rec in done["budgets"]:
-        path = metrics_path(run, rec["epoch"])
-        if path.exists() and not force:
-            old = read_json(path)
-            if _is_current(old):
-                results.append(old)
-                continue
-        t0 = time.perf_counter()
-        model = load_encoder(config, checkpoint_path(run, rec["epoch"]), device)
-        feats = embed(model, test_x, features=config.eval_features)
-        train_kw = {}
-        if config.protocol == "full":
-            train_kw = dict(train_features=embed(model, data.train.images,
-                                                 features=config.eval_features),
-                            train_labels=data.train.labels.numpy())
-        metrics = all_metrics(feats, test_y, seed=EVAL_SEED, **train_kw)
-        yard = yardstick(model, test_x, config)
-        flops = step_flops(config, data.test.images.shape[-1])  # cached: once per config
-        result = {"dataset": config.dataset, "method": config.method, "seed": config.seed,
-                  "protocol": config.protocol, "epoch": rec["epoch"], "steps": rec["steps"],
-                  "train_loss": rec["train_loss"], **metrics, "eval_images": n_eval,
-                  "eval_features": config.eval_features, "eval_seed": EVAL_SEED,
-                  **yard, "flops_per_step": flops, "train_flops": rec["steps"] * flops,
-                  "eval_version": EVAL_VERSION,
-                  "device": str(device), "seconds": round(time.perf_counter() - t0, 3)}
-        write_json_atomic(path, result)
-        results.append(result)
-    return results
-
-
-def _is_current(metrics: dict[str, Any]) -> bool:
-    """Whether a metrics file was written by this evaluation (same version, every key)."""
-    return (metrics.get("eval_version") == EVAL_VERSION
-            and all(k in metrics for k in EVAL_V2_KEYS))
+    info: dict[str, Any] = {
+        **git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "sklearn": sklearn.__version__,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        info["device_name"] = platform.processor() or platform.machine()
+    return info

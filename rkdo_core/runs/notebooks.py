@@ -1,8 +1,11 @@
 """Execute the parameterised notebooks with papermill and render them to HTML (nbconvert).
 
-The executed notebook is the record of a run (DESIGN.md): its ``parameters`` cell holds the
+The executed notebook is the record of a run (docs/design.md): its ``parameters`` cell holds the
 defaults, papermill injects the overrides in a cell below it, and the HTML rendering is
 what a reader of the supplement opens.
+
+papermill, nbconvert and jupyter_client are imported inside the functions that use them:
+each takes a second or more to import, and `rkdo verify` / `rkdo --help` need none of them.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..layout import THEORY_NOTEBOOK
+
 #: the repository's notebooks/ folder
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: the kernel `make` registers for the project's .venv (Makefile: ipykernel install --name rkdo)
 PROJECT_KERNEL = "rkdo"
-THEORY_NOTEBOOK = "03_convergence_theory.ipynb"
 
 
 #: kernels' own log is silenced: at warning level every kernel prints an "unencrypted TCP"

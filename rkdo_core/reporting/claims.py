@@ -1,7 +1,7 @@
 """The claims checklist: each claim of the paper beside the evidence of this run and a verdict
 computed from the data by a stated rule — never typed by hand.
 
-Rows (PAPER.md §1 a–d and the three rows of the paper's Table 3), per protocol where the
+Rows (docs/method.md §1 a–d and the three rows of the paper's Table 3), per protocol where the
 claim depends on the grid:
 
 - (a) "~30 % lower loss than I-Con at every training length", tested literally, plus two
@@ -10,7 +10,7 @@ claim depends on the grid:
   objectives);
 - (b) "60–80 % fewer epochs to comparable results", with the I-Con@early control;
 - (c) the linear-rate theorem, from the theory notebook's ``checks.json``, and (c′) the
-  audit of what the decay shows (the frozen model, PAPER.md §6.2);
+  audit of what the decay shows (the frozen model, docs/method.md §6.2);
 - (d) "< 0.03 % FLOP overhead of depth 3 vs 1", from ``flops.json``, per FLOP convention;
 - Table 3's rows, on their own datasets when the grid has them.
 
@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..datasets import dataset_label, dataset_order
+from .fmt import finish_table, format_p, table_markdown
+from .reported import load_reported
 from .stats import (
     ALPHA_LEVEL,
     METHOD_LABELS,
     YARDSTICK,
-    dataset_label,
     gap_beyond_step0,
     measured,
     paired_comparison,
@@ -41,7 +43,6 @@ from .stats import (
     paired_values,
     yardstick_verdicts,
 )
-from .tables import _finish, dataset_order, format_p, table_markdown
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -58,20 +59,7 @@ STEP0_SHARE_MAX = 0.5
 COMPARABLE_MARGIN = 0.05
 #: tolerance (percentage points) on the paper's "x % fewer resources" when re-measured
 SAVING_TOLERANCE = 1.0
-PAPER_OVERHEAD_PCT = 0.03
 YARDSTICKS = YARDSTICK  # metrics-file key -> label, as the yardstick tables use
-#: the paper's Table 3 (PAPER.md §4), used when no ``reported`` numbers are passed
-PAPER_TABLE3 = (
-    {"dataset": "cifar10", "rkdo_epochs": 1, "icon_epochs": 5, "fewer_epochs_pct": 80,
-     "accuracy_ratio_pct": 76, "rkdo_mean": 0.2496, "icon_mean": 0.3291,
-     "claim": "80 % fewer resources, 76 % of the accuracy"},
-    {"dataset": "cifar100", "rkdo_epochs": 2, "icon_epochs": 5, "fewer_epochs_pct": 60,
-     "accuracy_ratio_pct": None, "rkdo_mean": 0.0255, "icon_mean": 0.0227,
-     "claim": "superior with 60 % fewer"},
-    {"dataset": "stl10", "rkdo_epochs": 2, "icon_epochs": 5, "fewer_epochs_pct": 60,
-     "accuracy_ratio_pct": None, "rkdo_mean": 0.2225, "icon_mean": 0.2197,
-     "claim": "similar with 60 % fewer"},
-)
 #: theory checks claim (c) rests on: the theorem under A1 + A2 and its two lemmas
 THEORY_CHECKS = ("Lemma 1", "Lemma 2 [unrestricted]", "Theorem 3 [unrestricted]")
 FROZEN_CHECK = "Theorem 3 [frozen]"
@@ -161,8 +149,6 @@ def _theory_dicts(theory_checks: Any) -> list[dict] | None:
 
 
 def _table3_rows(reported) -> list[dict]:
-    if reported is None:
-        return [dict(r) for r in PAPER_TABLE3]
     rows = []
     for r in reported.table3.to_dict("records"):
         ratio = r.get("accuracy_ratio_pct")
@@ -191,7 +177,7 @@ def _claim_a(df, protocol, datasets) -> dict:
             f"not testable without a trained budget or with fewer than 2 seeds")
     comp = paired_comparison(df, metrics=("train_loss",)) if "train_loss" in df else None
     if comp is None or comp.empty:
-        return _row(claim, "PAPER.md §1 a", protocol, datasets, "no training loss in the "
+        return _row(claim, "docs/method.md §1 a", protocol, datasets, "no training loss in the "
                     "metrics", UNTESTABLE, rule)
     comp = comp[comp.epoch > 0]
     parts, verdicts = [], []
@@ -208,7 +194,7 @@ def _claim_a(df, protocol, datasets) -> dict:
             f"{c.improvement_pct.max():.1f} % over budgets {sorted(c.epoch.astype(int))} "
             f"(n = {int(c.n_seeds.min())} seeds), Holm p ≤ {format_p(c.p_holm.max())}; "
             f"{int(ok.sum())} of {len(c)} budgets meet the rule")
-    return _row(claim, "PAPER.md §1 a", protocol, datasets, "; ".join(parts) + ".",
+    return _row(claim, "docs/method.md §1 a", protocol, datasets, "; ".join(parts) + ".",
                 _all(verdicts), rule)
 
 
@@ -243,7 +229,7 @@ def _claim_a_step0(df, protocol, datasets) -> dict:
             f"{f' ({int(steps)} steps)' if np.isfinite(steps) else ''} "
             f"{r.improvement_pct:.2f} % — {share_txt}; beyond step 0 {r.beyond_mean:+.2f} "
             f"points ({_test(st, int(r.n_seeds))})")
-    return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
+    return _row(claim, "docs/method.md §1 a (audit, §6.1)", protocol, datasets,
                 "; ".join(parts) + ".", _all(verdicts), rule)
 
 
@@ -257,7 +243,7 @@ def _claim_a_yardstick(df, protocol, datasets) -> dict:
             "was not measured")
     missing = [c for c in YARDSTICKS if not measured(df, c)]
     if missing:
-        return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
+        return _row(claim, "docs/method.md §1 a (audit, §6.1)", protocol, datasets,
                     f"not measured: the metrics files hold no {', '.join(missing)} (results "
                     "from before the yardstick was added to the evaluation).", UNTESTABLE, rule)
     ver = yardstick_verdicts(df)
@@ -282,7 +268,7 @@ def _claim_a_yardstick(df, protocol, datasets) -> dict:
                if np.isfinite(v.own_gap_pct) else "")
         parts.append(f"{dataset_label(d)} at {int(v.epoch)} epochs: {v.outcome}{own}; "
                      + "; ".join(bits))
-    return _row(claim, "PAPER.md §1 a (audit, §6.1)", protocol, datasets,
+    return _row(claim, "docs/method.md §1 a (audit, §6.1)", protocol, datasets,
                 "; ".join(parts) + ".", _all(verdicts), rule)
 
 
@@ -354,7 +340,7 @@ def _claim_b(df, protocol, datasets, pairs) -> dict:
         else:
             verdicts.append(HOLDS if HOLDS in tested else FAILS)
             parts.append(f"{dataset_label(d)}: " + "; ".join(bits))
-    return _row(claim, "PAPER.md §1 b", protocol, datasets, "; ".join(parts) + ".",
+    return _row(claim, "docs/method.md §1 b", protocol, datasets, "; ".join(parts) + ".",
                 _all(verdicts), rule)
 
 
@@ -401,7 +387,8 @@ def _table3_evaluate(df, dataset, protocol, row, kind) -> tuple[str, str]:
 
 def _table3_rows_for(df, protocol, datasets, reported) -> list[dict]:
     out = []
-    for row in _table3_rows(reported):
+    rows = _table3_rows(reported)
+    for row in rows:
         kind = _table3_kind(row)
         d = row["dataset"]
         claim = (f"Table 3, {dataset_label(d)}: RKDO@{row['rkdo_epochs']} vs "
@@ -411,7 +398,7 @@ def _table3_rows_for(df, protocol, datasets, reported) -> list[dict]:
             verdict, ev = _table3_evaluate(df, d, protocol, row, kind)
             out.append(_row(claim, "paper Table 3", protocol, [d], ev + ".", verdict, rule))
             continue
-        analogue = [a for a in datasets if a not in {r["dataset"] for r in PAPER_TABLE3}]
+        analogue = [a for a in datasets if a not in {r["dataset"] for r in rows}]
         bits = []
         for a in analogue:
             v, ev = _table3_evaluate(df, a, protocol, row, kind)
@@ -432,13 +419,13 @@ def _claim_c(theory_checks) -> list[dict]:
             "fails; not testable without checks.json (rkdo theory) or with one missing")
     claim2 = "(audit) the theorem's decay shows that the model learns"
     rule2 = (f"does not hold if the check {FROZEN_CHECK!r} holds — a model with learning rate "
-             "0 satisfies the bound (PAPER.md §6.2), so the decay cannot show learning; holds "
-             "if that check fails; not testable without it")
+             "0 satisfies the bound (docs/method.md §6.2), so the decay cannot show learning; "
+             "holds if that check fails; not testable without it")
     checks = _theory_dicts(theory_checks)
     if checks is None:
         ev = "not measured: no theory checks (checks.json from `rkdo theory`) were given."
-        return [_row(claim, "PAPER.md §1 c", ANY_PROTOCOL, [], ev, UNTESTABLE, rule),
-                _row(claim2, "PAPER.md §1 c (audit, §6.2)", ANY_PROTOCOL, [], ev, UNTESTABLE,
+        return [_row(claim, "docs/method.md §1 c", ANY_PROTOCOL, [], ev, UNTESTABLE, rule),
+                _row(claim2, "docs/method.md §1 c (audit, §6.2)", ANY_PROTOCOL, [], ev, UNTESTABLE,
                      rule2)]
     by_name = {c["name"]: c for c in checks}
     missing = [n for n in THEORY_CHECKS if n not in by_name]
@@ -451,18 +438,18 @@ def _claim_c(theory_checks) -> list[dict]:
         verdict = HOLDS if all(c["holds"] for c in used) else FAILS
         ev = (summary + "; " + "; ".join(
             f"{c['name']}: {'holds' if c['holds'] else 'FAILS'} ({c['detail']})" for c in used)
-            + ". Caveat (PAPER.md §6.2): the bound also holds for a frozen model — see the "
+            + ". Caveat (docs/method.md §6.2): the bound also holds for a frozen model — see the "
             "next row.")
     frozen = by_name.get(FROZEN_CHECK)
     if frozen is None:
-        row2 = _row(claim2, "PAPER.md §1 c (audit, §6.2)", ANY_PROTOCOL, [],
+        row2 = _row(claim2, "docs/method.md §1 c (audit, §6.2)", ANY_PROTOCOL, [],
                     f"no {FROZEN_CHECK!r} check in checks.json.", UNTESTABLE, rule2)
     else:
-        row2 = _row(claim2, "PAPER.md §1 c (audit, §6.2)", ANY_PROTOCOL, [],
+        row2 = _row(claim2, "docs/method.md §1 c (audit, §6.2)", ANY_PROTOCOL, [],
                     f"{FROZEN_CHECK}: {'holds' if frozen['holds'] else 'FAILS'} "
                     f"({frozen['detail']}) — learning rate 0, the model never changes.",
                     FAILS if frozen["holds"] else HOLDS, rule2)
-    return [_row(claim, "PAPER.md §1 c", ANY_PROTOCOL, [], ev, verdict, rule), row2]
+    return [_row(claim, "docs/method.md §1 c", ANY_PROTOCOL, [], ev, verdict, rule), row2]
 
 
 _FLOP_COLUMNS = {"forward_profiler": "forward_profiler_flops",
@@ -470,22 +457,22 @@ _FLOP_COLUMNS = {"forward_profiler": "forward_profiler_flops",
                  "wall_time": "seconds_per_step_median"}
 
 
-def _claim_d(flops) -> list[dict]:
+def _claim_d(flops, bound: float) -> list[dict]:
     data = _load_json(flops)
     names = {"forward_profiler": "FLOPs, forward pass only, torch profiler (the paper's way)",
              "fwd_bwd_flopcounter": "FLOPs, forward + backward, FlopCounterMode",
              "wall_time": "wall time per optimizer step (audit, not a FLOP count)"}
     out = []
     for conv, label in names.items():
-        claim = f"< {PAPER_OVERHEAD_PCT:g} % overhead of recursion depth 3 vs 1 — {label}"
-        source = "PAPER.md §1 d" + (" (audit)" if conv == "wall_time" else "")
+        claim = f"< {bound:g} % overhead of recursion depth 3 vs 1 — {label}"
+        source = "docs/method.md §1 d" + (" (audit)" if conv == "wall_time" else "")
         rule = (f"holds if flops.json's overhead_pct[{conv!r}] = 100 (depth 3 − depth 1)/"
-                f"depth 1 is below {PAPER_OVERHEAD_PCT:g} %; not testable without flops.json "
+                f"depth 1 is below {bound:g} %; not testable without flops.json "
                 "(rkdo flops) or that convention")
         if conv == "wall_time":
             rule = (f"with the per-step paired overheads of flops.json "
                     f"(wall_time_paired_overhead_pct): holds if their p90 is below "
-                    f"{PAPER_OVERHEAD_PCT:g} %, does not hold if their p10 is above it, not "
+                    f"{bound:g} %, does not hold if their p10 is above it, not "
                     f"testable if p10…p90 spans it (timing noise coarser than the threshold); "
                     f"without them, the median overhead (overhead_pct['wall_time']) decides; "
                     f"not testable without flops.json")
@@ -508,7 +495,7 @@ def _claim_d(flops) -> list[dict]:
         conv_text = conventions.get(conv) or conventions.get(col) or conventions.get(
             col.removesuffix("_median"), "")
         extra = ""
-        verdict = HOLDS if pct < PAPER_OVERHEAD_PCT else FAILS
+        verdict = HOLDS if pct < bound else FAILS
         if conv == "forward_profiler" and data.get("paper_overhead_reported_pct") is not None:
             extra = (f"; the paper's own printed FLOPs give "
                      f"{float(data['paper_overhead_reported_pct']):.4g} %")
@@ -520,11 +507,11 @@ def _claim_d(flops) -> list[dict]:
             lo, hi = float(paired["p10"]), float(paired["p90"])
             extra = (f"; step-by-step paired overhead median {paired['median']:.3g} % "
                      f"(p10 {lo:.3g} %, p90 {hi:.3g} %)")
-            verdict = (HOLDS if hi < PAPER_OVERHEAD_PCT else FAILS if lo > PAPER_OVERHEAD_PCT
+            verdict = (HOLDS if hi < bound else FAILS if lo > bound
                        else UNTESTABLE)
             if verdict == UNTESTABLE:
-                extra += f" — the timing noise spans the {PAPER_OVERHEAD_PCT:g} % threshold"
-        paper = data.get("paper_overhead_pct", PAPER_OVERHEAD_PCT)
+                extra += f" — the timing noise spans the {bound:g} % threshold"
+        paper = data.get("paper_overhead_pct", bound)
         device = data.get("device", "not recorded")
         ev = (f"overhead {pct:.4g} % (paper: < {paper} %){extra}"
               f"{'; ' + vals if vals else ''}; device {device}"
@@ -542,18 +529,20 @@ def claims_checklist(df: pd.DataFrame, *, flops: Any = None, theory_checks: Any 
                      ) -> pd.DataFrame:
     """The paper's claims, the evidence of this run and a computed verdict, one row each.
 
-    ``df``: :func:`rkdo_core.stats.load_metrics`'s frame. ``flops``: ``flops.json`` (a path
-    or the loaded dict; a path that does not exist counts as absent). ``theory_checks``:
-    ``checks.json`` of ``rkdo theory`` (path, list of dicts, or list of
-    :class:`rkdo_core.theory.Check`). ``reported``: :class:`rkdo_core.tables.Reported` (for
-    Table 3's rows; default the paper's numbers in :data:`PAPER_TABLE3`). Columns
-    :data:`COLUMNS` plus display columns; ``attrs`` as :func:`rkdo_core.tables.write_table`
-    expects. Claims (a), (b) and Table 3 get one row per protocol in the results.
+    ``df``: :func:`rkdo_core.reporting.results.load_metrics`'s frame. ``flops``:
+    ``flops.json`` (a path or the loaded dict; a path that does not exist counts as absent).
+    ``theory_checks``: ``checks.json`` of ``rkdo theory`` (path, list of dicts, or list of
+    :class:`rkdo_core.theory.Check`). ``reported``:
+    :class:`rkdo_core.reporting.reported.Reported` (for Table 3's rows and the FLOP bound;
+    default ``params/reported.yaml``). Columns :data:`COLUMNS` plus display columns;
+    ``attrs`` as :func:`rkdo_core.reporting.fmt.write_table` expects. Claims (a), (b) and
+    Table 3 get one row per protocol in the results.
     """
+    reported = load_reported() if reported is None else reported
     missing = [c for c in _REQUIRED if c not in df]
     if missing:
         raise ValueError(f"metrics frame lacks column(s) {missing}; it needs {list(_REQUIRED)} "
-                         "(rkdo_core.stats.load_metrics's frame)")
+                         "(rkdo_core.reporting.results.load_metrics's frame)")
     pairs = [(int(a), int(b)) for a, b in table3_pairs]
     for a, b in pairs:
         if not 0 < a < b:
@@ -568,7 +557,7 @@ def claims_checklist(df: pd.DataFrame, *, flops: Any = None, theory_checks: Any 
                  _claim_b(sub, protocol, datasets, pairs)]
         rows += _table3_rows_for(sub, protocol, datasets, reported)
     rows += _claim_c(theory_checks)
-    rows += _claim_d(flops)
+    rows += _claim_d(flops, reported.overhead_pct_max)
     out = pd.DataFrame(rows, columns=COLUMNS)
     counts = out.verdict.value_counts()
     note = (f"Verdicts computed from the data by each row's rule (significance level {ALPHA}, "
@@ -578,8 +567,8 @@ def claims_checklist(df: pd.DataFrame, *, flops: Any = None, theory_checks: Any 
             + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".")
     display = {"Claim": out.claim, "Source": out.source, "Protocol": out.protocol,
                "Evidence (this run)": out.evidence, "Verdict": out.verdict, "Rule": out.rule}
-    return _finish(out, COLUMNS, display, "Claims checklist: the paper's claims against this run",
-                   note, [])
+    return finish_table(out, COLUMNS, display,
+                        "Claims checklist: the paper's claims against this run", note, [])
 
 
 def checklist_markdown(table: pd.DataFrame) -> str:

@@ -20,26 +20,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .figures import METHOD_STYLE, N_CLASSES, _method_colors, _select, run_facts
+from ..datasets import dataset_label, dataset_order, n_classes
+from .figures import METHOD_STYLE, method_colors, run_facts, select_protocol
+from .fmt import NO_COUNTERPART, finish_table, fmt_ci, fmt_mean_std, fmt_num, format_p
 from .stats import (
     METHOD_LABELS,
     METRIC_LABELS,
-    dataset_label,
     holm,
     measured,
     paired_stats,
     paired_values,
 )
-from .tables import (
-    DEFAULT_TABLE3_PAIRS,
-    NO_COUNTERPART,
-    _ci,
-    _finish,
-    _mean_std,
-    _num,
-    dataset_order,
-    format_p,
-)
+from .tables import DEFAULT_TABLE3_PAIRS
 
 #: metric -> (label, lower is better); the yardstick columns come from the evaluation
 COMPUTE_METRICS = {
@@ -103,7 +95,7 @@ def fig_compute_matched(df: pd.DataFrame, protocol: str | None = None,
         if m not in COMPUTE_METRICS:
             raise ValueError(f"invalid metric {m!r}: allowed {sorted(COMPUTE_METRICS)}")
     df = with_train_flops(df)
-    sub, protocol = _select(df, protocol)
+    sub, protocol = select_protocol(df, protocol)
     datasets = dataset_order(sub.dataset.unique())
     rows = [m for m in metrics if measured(sub, m)]
     absent = [m for m in metrics if m not in rows]
@@ -117,7 +109,7 @@ def fig_compute_matched(df: pd.DataFrame, protocol: str | None = None,
     fig = Figure(figsize=(max(6.5, 3.6 * len(cols) + 0.6), 2.9 * len(rows) + 0.8),
                  layout="constrained")
     axes = fig.subplots(len(rows), len(cols), squeeze=False)
-    colors = _method_colors()
+    colors = method_colors()
     for i, metric in enumerate(rows):
         label, lower = COMPUTE_METRICS[metric]
         for j, (d, x) in enumerate(cols):
@@ -131,8 +123,8 @@ def fig_compute_matched(df: pd.DataFrame, protocol: str | None = None,
                             yerr=np.where(np.isfinite(yerr), yerr, 0.0), fmt="o",
                             linestyle=METHOD_STYLE[method], color=colors[method], capsize=3,
                             markersize=4, label=METHOD_LABELS[method])
-            if metric in ("linear_eval", "neighborhood_acc") and d in N_CLASSES:
-                ax.axhline(1 / N_CLASSES[d], color="grey", linestyle=":", linewidth=1,
+            if metric in ("linear_eval", "neighborhood_acc") and n_classes(d):
+                ax.axhline(1 / n_classes(d), color="grey", linestyle=":", linewidth=1,
                            label="chance (1 / classes)")
             ax.set_title(f"{dataset_label(d)}: {label.split(' (')[0]}", fontsize=9)
             ax.set_xlabel(_X_AXES[x], fontsize=8)
@@ -257,18 +249,18 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
         "Dataset": out.dataset.map(dataset_label), "Protocol": out.protocol,
         "Metric": [COMPUTE_METRICS[m][0] for m in out.metric],
         "Compute": out.comparison,
-        "RKDO epochs (steps)": [f"{a} ({_num(s, 0)})" for a, s in
+        "RKDO epochs (steps)": [f"{a} ({fmt_num(s, 0)})" for a, s in
                                 zip(out.rkdo_epochs, out.rkdo_steps)],
-        "I-Con epochs (steps)": [f"{a} ({_num(s, 0)})" for a, s in
+        "I-Con epochs (steps)": [f"{a} ({fmt_num(s, 0)})" for a, s in
                                  zip(out.icon_epochs, out.icon_steps)],
         "RKDO FLOPs": [_fmt_flops(x) for x in out.rkdo_flops],
         "I-Con FLOPs": [_fmt_flops(x) for x in out.icon_flops],
         "Compute saved (FLOPs)": ["not measured" if not np.isfinite(x) else f"{x:.2f} %"
                                   for x in out.compute_saved_pct],
         "n": out.n_seeds.astype(str),
-        "RKDO": [_mean_std(m, s) for m, s in zip(out.rkdo_mean, out.rkdo_std)],
-        "I-Con": [_mean_std(m, s) for m, s in zip(out.icon_mean, out.icon_std)],
-        "RKDO − I-Con [95 % CI]": [f"{_num(d, sign=True)} {_ci(lo, hi)}" for d, lo, hi in
+        "RKDO": [fmt_mean_std(m, s) for m, s in zip(out.rkdo_mean, out.rkdo_std)],
+        "I-Con": [fmt_mean_std(m, s) for m, s in zip(out.icon_mean, out.icon_std)],
+        "RKDO − I-Con [95 % CI]": [f"{fmt_num(d, sign=True)} {fmt_ci(lo, hi)}" for d, lo, hi in
                                    zip(out.diff_mean, out.ci_low, out.ci_high)],
         "p": [format_p(x) for x in out.p_value],
         "p (Holm)": [format_p(x) for x in out.p_holm],
@@ -289,4 +281,4 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
         flops_note,
         ("Omitted: " + "; ".join(omitted) + ".") if omitted else "",
     ]))
-    return _finish(out, csv, display, title, note, omitted)
+    return finish_table(out, csv, display, title, note, omitted)

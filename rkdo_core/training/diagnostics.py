@@ -7,7 +7,7 @@ what they return:
 - the training log and the budget table (epoch, real optimizer steps, training loss);
 - a 2-D map of the evaluation embeddings (the same test images the metrics use);
 - the supervision field ``p`` and the learned field ``q`` of both objectives on one batch
-  (PAPER.md §3): RKDO's unrolled recursion ``p_t, q_t`` for t = 0..T (eqs. 2–4) and
+  (docs/method.md §3): RKDO's unrolled recursion ``p_t, q_t`` for t = 0..T (eqs. 2–4) and
   I-Con's fixed ``p = (1 − a)·I + a/B`` with its ``q``, each with its KL (eq. 1);
 - matplotlib figures of those (``matplotlib.figure.Figure``, no pyplot state).
 
@@ -34,24 +34,20 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from . import losses as losses_mod
-from .augment import two_views
-from .config import METHOD_NAMES, RunConfig
-from .model import resolve_device
-from .runio import read_json
+from .. import losses as losses_mod
+from ..augment import two_views
+from ..config import METHOD_NAMES, RunConfig
+from ..layout import FIGURES, TRAIN_COMPLETE, TRAIN_LOG, checkpoint_path, metrics_path
+from ..model import resolve_device
+from ..runio import read_json
+from .evaluate import embed
 from .train import (
-    TRAIN_COMPLETE,
-    checkpoint_path,
-    embed,
     encode_views,
     load_data,
     load_encoder,
-    metrics_path,
     thread_setting,
 )
 
-TRAIN_LOG = "train_log.jsonl"
-FIGURES = "figures"
 #: columns of the metrics table, in the order the notebooks show them
 METRICS_COLUMNS = ("epoch", "steps", "train_loss", "linear_eval", "nmi", "ari",
                    "neighborhood_acc", "eval_images")
@@ -164,7 +160,7 @@ def _device(config: RunConfig, device: str | None) -> torch.device:
 # ---- 2-D map of the evaluation embeddings ----------------------------------------------------
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # deferred: scikit-learn takes seconds to import
 
     # perplexity must stay below the number of points (tiny smoke runs have ~64)
     perplexity = float(min(30.0, max(2.0, (x.shape[0] - 1) / 3)))
@@ -173,7 +169,7 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _pca(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # deferred: scikit-learn takes seconds to import
 
     return PCA(n_components=2, random_state=seed).fit_transform(x)
 
@@ -236,7 +232,7 @@ def embedding_2d(run_dir: str | Path, epoch: int | None = None, method: str = "t
     return xy, labels
 
 
-# ---- p and q of one batch (PAPER.md §3, eqs. 1–4) --------------------------------------------
+# ---- p and q of one batch (docs/method.md §3, eqs. 1–4) ----------------------------------
 
 @dataclass(frozen=True)
 class Batch:

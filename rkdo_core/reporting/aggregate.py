@@ -1,0 +1,222 @@
+"""The aggregation — one entry point, :func:`aggregate`: a results folder in, every table,
+figure, ``comparison.csv`` and the manifest ``aggregate.json`` out.
+
+05_aggregate.ipynb makes this one call and then displays what it returns; the tests call
+the same function. Inputs besides the runs' metrics files: the paper's numbers
+(``params/reported.yaml``), ``rkdo flops``' JSON and the theory notebook's ``checks.json``
+(absent -> the claims resting on them are "not testable").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..layout import MANIFEST
+from . import figures as figs
+from .claims import claims_checklist
+from .compute import compute_matched_table, fig_compute_matched
+from .fmt import write_tables
+from .reported import Reported, load_reported
+from .results import incomplete_runs, load_metrics
+from .stats import (
+    epoch0_gap_sentences,
+    gap_beyond_step0,
+    paired_comparison,
+    run_summary,
+    yardstick_sentences,
+    yardstick_verdicts,
+)
+from .tables import (
+    DEFAULT_TABLE3_PAIRS,
+    TABLE_NAMES,
+    table1,
+    table2,
+    table3,
+    table4,
+    table_protocols,
+    table_yardstick,
+    yardstick_2x2,
+)
+
+
+def build_tables(df: pd.DataFrame, comp: pd.DataFrame | None = None,
+                 reported: Reported | None = None, *, table4_epoch: int = 2,
+                 table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
+                 flops=None, theory_checks=None) -> dict[str, pd.DataFrame]:
+    """Tables 1–4, the audit's Tables 5 (common yardstick), 6 (protocols) and 7
+    (compute-matched), and the claims checklist, keyed by their file names
+    (:data:`TABLE_NAMES`). ``flops`` / ``theory_checks``: ``rkdo flops``' JSON and the
+    theory notebook's ``checks.json`` (paths or loaded; absent -> "not testable")."""
+    comp = paired_comparison(df) if comp is None else comp
+    return {TABLE_NAMES["table1"]: table1(comp, reported, gap_beyond_step0(df)),
+            TABLE_NAMES["table2"]: table2(comp, reported),
+            TABLE_NAMES["table3"]: table3(df, reported, table3_pairs),
+            TABLE_NAMES["table4"]: table4(comp, reported, table4_epoch),
+            TABLE_NAMES["yardstick"]: table_yardstick(df),
+            TABLE_NAMES["protocols"]: table_protocols(comp),
+            TABLE_NAMES["compute"]: compute_matched_table(df),
+            TABLE_NAMES["claims"]: claims_checklist(df, flops=flops,
+                                                    theory_checks=theory_checks,
+                                                    reported=reported,
+                                                    table3_pairs=table3_pairs)}
+
+
+def _rel(paths: Iterable[Path], root: Path) -> list[str]:
+    return [Path(p).resolve().relative_to(root.resolve()).as_posix() for p in paths]
+
+
+def manifest(out_dir: str | Path, df: pd.DataFrame, *, tables: list[dict],
+             figures: list[dict], skipped: Sequence[Path] = (),
+             results_dir: str | Path | None = None, sentences: Sequence[str] = (),
+             extra: dict | None = None) -> dict:
+    """The aggregate.json manifest: tables and figures (``name``, ``title``/``caption``,
+    ``files`` relative to ``out_dir``), what was aggregated and what was skipped."""
+    out_dir = Path(out_dir)
+    summary = run_summary(df)
+    rel = (lambda p: Path(p).resolve().relative_to(Path(results_dir).resolve()).as_posix()) \
+        if results_dir is not None else str
+    return {
+        "results_dir": str(results_dir) if results_dir is not None else None,
+        "tables": [{**t, "files": _rel(t["files"], out_dir)} for t in tables],
+        "figures": [{**f, "files": _rel(f["files"], out_dir)} for f in figures],
+        **summary,
+        "skipped_incomplete": len(skipped),
+        "skipped_runs": [rel(p) for p in skipped],
+        "epoch0_sentences": list(sentences),
+        **(extra or {}),
+    }
+
+
+def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> dict:
+    """The manifest's audit entries: the yardstick sentences and the claims' verdicts."""
+    claims = tables.get(TABLE_NAMES["claims"])
+    return {"comparison": "comparison.csv",
+            "yardstick_sentences": yardstick_sentences(df),
+            "claims": [] if claims is None or claims.empty else
+            claims[["claim", "source", "protocol", "verdict"]].to_dict("records")}
+
+
+def write_manifest(out_dir: str | Path, data: dict) -> Path:
+    path = Path(out_dir) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def default_audit_inputs(results_dir: str | Path) -> tuple[Path, Path]:
+    """Where ``make reproduce`` writes ``rkdo flops``' JSON and the theory notebook's
+    checks below a results folder."""
+    return Path(results_dir) / "flops.json", Path(results_dir) / "theory" / "checks.json"
+
+
+@dataclass
+class Aggregation:
+    """What :func:`aggregate` computed and wrote; 05_aggregate.ipynb displays it."""
+
+    results_dir: Path
+    out_dir: Path
+    df: pd.DataFrame  #: one row per metrics file of a complete run
+    comp: pd.DataFrame  #: the paired comparison (``comparison.csv``)
+    skipped: list[Path]  #: incomplete runs left out
+    reported: Reported
+    flops_file: Path
+    theory_file: Path
+    tables: dict[str, pd.DataFrame]  #: keyed by file name (:data:`TABLE_NAMES`)
+    table_entries: list[dict]
+    figure_entries: list[dict]
+    epoch0_sentences: list[str]
+    yardstick_sentences: list[str]
+    #: the literal "trained with × scored with" 2 × 2 per (dataset, protocol) at the last
+    #: budget where the yardstick was measured: (heading, table)
+    yardstick_2x2: list[tuple[str, pd.DataFrame]]
+    manifest: dict
+    manifest_path: Path
+    summary: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """What was aggregated, from which inputs (the notebook's first output)."""
+        s = self.summary
+        lines = [f"{s['n_runs']} complete runs below {self.results_dir}: datasets "
+                 f"{s['datasets']}, methods {s['methods']}, {len(s['seeds'])} seeds "
+                 f"{s['seeds']}, budgets (epochs) {s['epochs']}, protocols {s['protocols']}, "
+                 f"devices {s['devices']}",
+                 f"skipped {len(self.skipped)} incomplete run(s) (no run_complete.json)"
+                 + "".join(f"\n  {p}" for p in self.skipped),
+                 f"reported numbers: {self.reported.source}"]
+        for name, f in (("FLOP measurement", self.flops_file),
+                        ("theory checks", self.theory_file)):
+            lines.append(f"{name}: {f}" + ("" if f.exists() else
+                                           " (absent: its claims are 'not testable')"))
+        return "\n".join(lines)
+
+
+def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
+              reported_path: str | Path | None = None, table4_epoch: int = 2,
+              table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
+              flops_path: str | Path | None = None,
+              theory_checks_path: str | Path | None = None) -> Aggregation:
+    """The whole aggregation of a results folder: read the complete runs, write the paired
+    comparison into ``out_dir/comparison.csv``, the tables into ``out_dir/tables``, the
+    figures into ``out_dir/figures`` and the manifest ``out_dir/aggregate.json``
+    (``out_dir`` defaults to ``results_dir``). ``flops_path`` / ``theory_checks_path``
+    default to ``results_dir/flops.json`` and ``results_dir/theory/checks.json``."""
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir
+    df = load_metrics(results_dir)
+    skipped = incomplete_runs(results_dir)
+    reported = load_reported(reported_path)
+    flops_default, theory_default = default_audit_inputs(results_dir)
+    flops_file = Path(flops_path) if flops_path else flops_default
+    theory_file = Path(theory_checks_path) if theory_checks_path else theory_default
+    comp = paired_comparison(df)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    comp.to_csv(out_dir / "comparison.csv", index=False)
+    built = build_tables(df, comp, reported, table4_epoch=table4_epoch,
+                         table3_pairs=table3_pairs, flops=flops_file,
+                         theory_checks=theory_file)
+    table_entries = write_tables(built, out_dir / "tables")
+    figure_entries = figs.write_figures(build_figures(df, comp, reported), out_dir / "figures")
+    sentences = epoch0_gap_sentences(df)
+    data = manifest(out_dir, df, tables=table_entries, figures=figure_entries, skipped=skipped,
+                    results_dir=results_dir, sentences=sentences, extra=audit_extra(df, built))
+    path = write_manifest(out_dir, data)
+    two_by_two = [(f"{v.dataset}, {v.protocol} protocol, epoch {int(v.epoch)}",
+                   yardstick_2x2(df, v.dataset, v.protocol, int(v.epoch)))
+                  for v in yardstick_verdicts(df).itertuples() if v.outcome != "not measured"]
+    return Aggregation(results_dir=results_dir, out_dir=out_dir, df=df, comp=comp,
+                       skipped=skipped, reported=reported, flops_file=flops_file,
+                       theory_file=theory_file, tables=built, table_entries=table_entries,
+                       figure_entries=figure_entries, epoch0_sentences=sentences,
+                       yardstick_sentences=data["yardstick_sentences"],
+                       yardstick_2x2=two_by_two, manifest=data, manifest_path=path,
+                       summary=run_summary(df))
+
+
+def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
+                  reported: Reported | None = None) -> list[tuple[str, Figure, str]]:
+    """Figures 1–5 (and 6, the common yardstick, where measured) for every protocol in the
+    results: ``(name, fig, caption)``; names carry
+    a ``_<protocol>`` suffix when there are several protocols."""
+    comp = paired_comparison(df) if comp is None else comp
+    protocols = sorted(df.protocol.unique())
+    out = []
+    for p in protocols:
+        suffix = f"_{p}" if len(protocols) > 1 else ""
+        drawn = {"fig1": figs.fig1_loss_improvement(df, comp, reported, p),
+                 "fig2": figs.fig2_loss_improvement_by_budget(df, comp, reported, p),
+                 "fig3": figs.fig3_rkdo_vs_icon(df, reported, p),
+                 "fig4": figs.fig4_early_learning(df, reported, p),
+                 "fig5": figs.fig5_loss_curves(df, reported, p)}
+        yard = figs.fig6_common_yardstick(df, p)
+        if yard is not None:  # results made before the yardstick existed have none
+            drawn["fig6"] = yard
+
+        drawn["fig7"] = fig_compute_matched(df, p)
+        out += [(figs.FIGURE_NAMES[k] + suffix, fig, cap) for k, (fig, cap) in drawn.items()]
+    return out

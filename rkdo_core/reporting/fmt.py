@@ -1,0 +1,128 @@
+"""Formatting and writing of the aggregation's tables: numbers as strings, the Markdown /
+CSV / LaTeX files, and the convention every table follows.
+
+Every table builder returns one DataFrame holding both machine-readable columns (snake_case,
+numbers) and display columns (human headers, formatted strings); ``df.attrs`` records which
+is which (``csv``/``display``), a ``title``, a generated ``note`` and the rows ``omitted``
+with their reason (:func:`finish_table`). :func:`write_table` writes the numbers to CSV and
+the display columns to Markdown and LaTeX.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: a cell without a value (no counterpart in the paper, no test possible)
+NO_COUNTERPART = "—"
+
+
+def format_p(p: float) -> str:
+    """Two significant digits; scientific below 0.001; "—" where no test was possible."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return NO_COUNTERPART
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.2g}"
+
+
+def fmt_num(x: float, digits: int = 4, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return NO_COUNTERPART
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def fmt_mean_std(mean: float, std: float, digits: int = 4) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return NO_COUNTERPART
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_pct(x: float) -> str:
+    return NO_COUNTERPART if x is None or np.isnan(x) else f"{x:+.2f} %"
+
+
+def fmt_steps(lo: float, hi: float) -> str:
+    if np.isnan(lo):
+        return "?"
+    return f"{int(lo)}" if lo == hi else f"{int(lo)}–{int(hi)}"
+
+
+def fmt_ci(lo: float, hi: float, digits: int = 4) -> str:
+    if np.isnan(lo):
+        return NO_COUNTERPART
+    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def finish_table(out: pd.DataFrame, csv: list[str], display: dict[str, pd.Series | list],
+            title: str, note: str, omitted: list[str]) -> pd.DataFrame:
+    for col, values in display.items():
+        out[col] = list(values)
+    out.attrs.update(csv=list(csv), display=list(display), title=title, note=note,
+                     omitted=list(omitted))
+    return out
+
+
+def table_markdown(df: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
+    """The display columns as a Markdown table, with title and note."""
+    title = title if title is not None else df.attrs.get("title", "")
+    note = note if note is not None else df.attrs.get("note", "")
+    cols = df.attrs.get("display") or list(df.columns)
+    # numparse off: tabulate would re-format the formatted p-values ("1.0e-06" -> "1e-06")
+    body = df[cols].to_markdown(index=False, disable_numparse=True) if len(df) \
+        else "*(no rows)*"
+    return "\n\n".join(filter(None, [f"**{title}**" if title else "", body, note]))
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, title: str | None = None,
+                note: str | None = None) -> list[Path]:
+    """Write ``name.csv`` (the machine-readable columns, full precision), ``name.md`` and
+    ``name.tex`` (the display columns, title and note) into ``out_dir``; returns the paths.
+
+    ``title``/``note`` default to ``df.attrs``. A frame without ``attrs`` (any DataFrame)
+    is written whole to all three.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = title if title is not None else df.attrs.get("title", name)
+    note = note if note is not None else df.attrs.get("note", "")
+    csv_cols = df.attrs.get("csv") or [c for c in df.columns
+                                       if c not in (df.attrs.get("display") or [])]
+    disp_cols = df.attrs.get("display") or list(df.columns)
+    csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
+    df[csv_cols].to_csv(csv, index=False)
+    md.write_text(table_markdown(df, title, note) + "\n", encoding="utf-8")
+    body = df[disp_cols]
+    latex = _latex_unicode(body.to_latex(index=False, caption=title, label=f"tab:{name}",
+                                         float_format="%.4g", escape=True)) \
+        if len(body) else "% (no rows)\n"
+    tex.write_text(f"% {title}\n% {note}\n" + latex, encoding="utf-8")
+    return [csv, md, tex]
+
+
+_LATEX_UNICODE = {"±": r"$\pm$", "−": "$-$", "—": "---", "–": "--", "×": r"$\times$",
+                  "→": r"$\to$", "≤": r"$\leq$", "≥": r"$\geq$"}
+
+
+def _latex_unicode(text: str) -> str:
+    """The few non-ASCII symbols of the tables as plain LaTeX (pdflatex-safe)."""
+    for k, v in _LATEX_UNICODE.items():
+        text = text.replace(k, v)
+    return text
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[dict]:
+    """:func:`write_table` for each of :func:`build_tables`' tables; returns the manifest
+    entries (``name``, ``title``, ``note``, ``omitted``, ``files``)."""
+    entries = []
+    for name, t in tables.items():
+        files = write_table(t, out_dir, name)
+        entries.append({"name": name, "title": t.attrs.get("title", name),
+                        "note": t.attrs.get("note", ""), "omitted": t.attrs.get("omitted", []),
+                        "files": files})
+    return entries
