@@ -31,7 +31,7 @@ def _layer(module: str) -> str:
         return "core"
     if parts[1] == "cli":
         return "cli"
-    if parts[1] in LAYERS and len(parts) > 2 or (parts[1] in LAYERS and (PACKAGE / parts[1]).is_dir()):
+    if parts[1] in LAYERS and (PACKAGE / parts[1]).is_dir():
         return parts[1]
     return "core"
 
