@@ -7,9 +7,10 @@ import re
 import nbformat
 import pandas as pd
 import pytest
+from helpers import write_synthetic_results
 from test_notebooks import _outputs_text
-from test_stats import write_synthetic_results
 
+from rkdo_core.reporting.claims import VERDICTS
 from rkdo_core.reporting.tables import TABLE_NAMES
 from rkdo_core.runs.notebooks import NOTEBOOK_DIR, execute_notebook, notebook_parameters
 
@@ -75,8 +76,8 @@ def test_manifest_lists_existing_files(executed):
                for s in m["yardstick_sentences"]) and len(m["yardstick_sentences"]) == 2
     y = pd.read_csv(out_dir / "tables" / f"{TABLE_NAMES['yardstick']}.csv")
     assert len(y) == 2 * 3 and (y[y.epochs > 0].icon_obj_diff_mean > 0).all()
-    assert {c["verdict"] for c in m["claims"]} <= {"holds", "does not hold",
-                                                   "not testable with this grid"}
+    assert {c["verdict"] for c in m["claims"]} <= set(VERDICTS)
+    assert m["positive_control_sentences"] and m["claims"][0]["source"] == "docs/method.md §6.5"
 
 
 def test_notebook_prints_counts_sentences_and_captions(executed):
@@ -84,7 +85,10 @@ def test_notebook_prints_counts_sentences_and_captions(executed):
     text = _text(nb)
     assert "12 complete runs below" in text
     assert "skipped 1 incomplete run(s) (no run_complete.json)" in text
-    assert text.count("the untrained encoder already shows") == 2
+    assert text.count("already shows a training-loss gap") == 2
+    # the positive control is shown first, before the paired comparison
+    assert "positive control" in text and "Table 0. Positive control" in text
+    assert text.index("Table 0. Positive control") < text.index("training loss  (mean")
     assert "Table 1. Final training loss" in text and "Figure 5." in text
     assert "Table 5. Common yardstick" in text and "Figure 6 (not in the paper)" in text
     assert "trained with RKDO" in text and "Claims checklist" in text
@@ -102,10 +106,12 @@ def test_notebook_is_thin_and_committed_clean():
         "reported_path = None\ntable4_epoch = 2\ntable3_pairs = [[1, 5], [2, 5]]\n"
         "flops_path = None  # `rkdo flops --out` JSON; None: results_dir/flops.json\n"
         "theory_checks_path = None  # the theory notebook's checks; None: "
-        "results_dir/theory/checks.json")
+        "results_dir/theory/checks.json\n"
+        "min_important_difference = None  # params aggregate: margin M of claim (b); None: "
+        "from the data")
     assert set(notebook_parameters(NOTEBOOK)) == {
         "results_dir", "out_dir", "reported_path", "table4_epoch", "table3_pairs",
-        "flops_path", "theory_checks_path"}
+        "flops_path", "theory_checks_path", "min_important_difference"}
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "class " not in code and not re.search(r"^\s*def\s", code, re.M)
     assert "from rkdo_core." in code

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from rkdo_core.reporting.stats import (
-    gap_beyond_step0,
+    gap_decomposition,
     holm,
     paired_comparison,
     protocol_conclusions,
@@ -61,40 +61,41 @@ def _vals(df, method, epoch, col, protocol="paper"):
     return g.sort_values("seed")[col].to_numpy(float)
 
 
-def test_gap_beyond_step0_matches_hand_computation():
+def test_gap_decomposition_matches_hand_computation():
     df = frame()
-    gap = gap_beyond_step0(df)
-    assert list(gap.epoch) == [1, 2]
+    dec = gap_decomposition(df)
+    assert list(dec.epoch) == [0, 1, 2]
     r0, i0 = _vals(df, "rkdo", 0, "train_loss"), _vals(df, "icon", 0, "train_loss")
-    for row in gap.itertuples():
-        r, i = _vals(df, "rkdo", row.epoch, "train_loss"), _vals(df, "icon", row.epoch,
-                                                                   "train_loss")
-        g0 = 100 * (i0.mean() - r0.mean()) / i0.mean()
-        g1 = 100 * (i.mean() - r.mean()) / i.mean()
-        assert row.gap0_pct == pytest.approx(g0) and row.improvement_pct == pytest.approx(g1)
-        assert row.beyond_pct == pytest.approx(g1 - g0)
-        per0, per1 = 100 * (i0 - r0) / i0, 100 * (i - r) / i
-        assert row.beyond_p == pytest.approx(sps.ttest_rel(per1, per0).pvalue)
-        assert row.beyond_mean == pytest.approx((per1 - per0).mean())
-        assert row.share_at_step0_pct == pytest.approx(100 * g0 / g1)
-    np.testing.assert_allclose(gap.beyond_p_holm, holm(gap.beyond_p))
-    # the synthetic gap grows by 5 points per epoch: ~5 and ~10 points beyond step 0
-    assert gap.beyond_pct.tolist() == pytest.approx([5.0, 10.0], abs=0.5)
-    # No epoch 0 in the data: nothing to compare against.
-    assert gap_beyond_step0(df[df.epoch > 0]).empty
+    g0 = 100 * (i0.mean() - r0.mean()) / i0.mean()
+    for row in dec.itertuples():
+        rr = _vals(df, "rkdo", row.epoch, "yardstick_rkdo")
+        ri = _vals(df, "icon", row.epoch, "yardstick_rkdo")
+        ii = _vals(df, "icon", row.epoch, "yardstick_icon")
+        assert row.gap0_pct == pytest.approx(g0)
+        assert row.function_mean == pytest.approx((ri - ii).mean())
+        assert row.training_mean == pytest.approx((rr - ri).mean())
+        # the two terms sum exactly to the own-loss gap on the yardstick
+        assert row.function_mean + row.training_mean == pytest.approx((rr - ii).mean())
+        assert row.own_gap_pct == pytest.approx(-100 * (rr - ii).mean() / ii.mean())
+        if row.epoch > 0:
+            assert row.training_p == pytest.approx(sps.ttest_rel(rr, ri).pvalue)
+    trained = dec[dec.epoch > 0]
+    np.testing.assert_allclose(trained.training_p_holm, holm(trained.training_p))
+    # the synthetic RKDO-trained encoder is 0.2 lower on the RKDO objective
+    assert trained.training_mean.tolist() == pytest.approx([-0.2, -0.2], abs=0.02)
+    assert gap_decomposition(frame(yardstick=False)).empty
 
 
-def test_table1_gains_the_step0_columns():
+def test_table1_gains_the_decomposition_columns():
     df = frame()
-    t = table1(paired_comparison(df), None, gap_beyond_step0(df))
+    t = table1(paired_comparison(df), None, gap_decomposition(df))
     assert list(t.epochs) == [0, 1, 2]
-    # the epoch-0 row's whole improvement is the gap at step 0; every row shows that gap
-    assert t.gap0_pct.iloc[0] == pytest.approx(t.improvement_pct.iloc[0])
-    assert t.gap0_pct.nunique() == 1 and np.isnan(t.beyond_pct.iloc[0])
-    assert t.beyond_pct.iloc[2] == pytest.approx(t.improvement_pct.iloc[2] - t.gap0_pct.iloc[2])
+    assert t.gap0_pct.nunique() == 1
+    assert (t.function_pct + t.training_pct).tolist() == pytest.approx(t.own_gap_pct.tolist())
     disp = t.attrs["display"]
     assert disp.index("Gap at step 0") == disp.index("Improvement") + 1
-    assert "Beyond step 0 [95 % CI]" in disp and "gap0_pct" in t.attrs["csv"]
+    assert "Training term [95 % CI]" in disp and "Function term [95 % CI]" in disp
+    assert not any("Beyond" in c for c in disp) and "beyond_pct" not in t.attrs["csv"]
     assert "before any optimizer step" in t.attrs["note"]
 
 

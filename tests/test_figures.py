@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SEEDS, synthetic_rows
 from matplotlib.container import BarContainer
 from scipy import stats as sps
-from test_stats import SEEDS, synthetic_rows
 
 from rkdo_core.reporting.aggregate import build_figures
 from rkdo_core.reporting.figures import (

@@ -9,6 +9,7 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,6 +104,12 @@ def test_out_json_schema(flops_json):
                 <= row["seconds_per_step_p90"])
     assert set(r["overhead_pct"]) == {"forward_profiler", "fwd_bwd_flopcounter", "wall_time"}
     assert set(CONVENTIONS) <= set(r["conventions"])
+    # the raw per-step paired overheads (percent), one per timed step, summarised by the
+    # median / p10 / p90 beside them — the claims checklist's Hodges–Lehmann CI needs them
+    steps = r["wall_time_paired_overhead_pct_steps"]
+    assert len(steps) == r["steps"] and all(math.isfinite(x) for x in steps)
+    assert r["wall_time_paired_overhead_pct"]["median"] == pytest.approx(
+        float(np.median(steps)))
 
 
 def test_depths_differ_only_by_the_loss(flops_json):

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from test_stats import write_synthetic_results
+from helpers import write_synthetic_results
 
 from rkdo_core.cli import main
 from rkdo_core.reporting.aggregate import aggregate as aggregate_tables
@@ -39,7 +39,10 @@ def test_index_links_tables_figures_runs(tmp_path):
     manifest = json.loads((tmp_path / "aggregate.json").read_text())
     assert "The audit in brief" in text and manifest["claims"]
     assert text.count("<td><b>") == len(manifest["claims"])
-    assert "the untrained encoder already shows" in text
+    assert "already shows a training-loss gap" in text
+    # the positive control comes first in the audit summary
+    assert "Positive control: does training help here?" in text
+    assert text.index("positive control") < text.index("already shows a training-loss gap")
 
 
 def test_aggregate_cli_errors(tmp_path, capsys):

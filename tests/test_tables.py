@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SEEDS, STEPS_PER_EPOCH, synthetic_rows, write_synthetic_results
 from scipy import stats as sps
-from test_stats import SEEDS, STEPS_PER_EPOCH, synthetic_rows, write_synthetic_results
 
 from rkdo_core.reporting.aggregate import aggregate, build_tables
+from rkdo_core.reporting.claims import VERDICTS
 from rkdo_core.reporting.fmt import format_p, write_table, write_tables
+from rkdo_core.reporting.inference import hedges_j
 from rkdo_core.reporting.reported import DEFAULT_REPORTED, load_reported
 from rkdo_core.reporting.results import load_metrics
 from rkdo_core.reporting.stats import paired_comparison
@@ -71,7 +73,7 @@ def test_table1_csv_matches_hand_computation(results, written):
         assert row.improvement_pct == pytest.approx(100 * (i.mean() - r.mean()) / i.mean())
         half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
         assert (row.ci_low, row.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
-        assert row.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
+        assert row.g_z == pytest.approx(d.mean() / d.std(ddof=1) * hedges_j(len(d) - 1))
         assert row.p_value == pytest.approx(sps.ttest_rel(r, i).pvalue)
         assert row.steps_min == row.steps_max == STEPS_PER_EPOCH[row.dataset] * row.epochs
         if row.epochs > 0:
@@ -280,8 +282,8 @@ def test_aggregate_writes_manifest(tmp_path):
         "digits (paper protocol): the common yardstick was not measured (metrics files "
         "without yardstick_icon / yardstick_rkdo; re-evaluate the runs)."]
     verdicts = {c["source"]: c["verdict"] for c in on_disk["claims"]}
-    assert verdicts and set(verdicts.values()) <= {"holds", "does not hold",
-                                                   "not testable with this grid"}
+    assert verdicts and set(verdicts.values()) <= set(VERDICTS)
+    assert on_disk["positive_control_sentences"] and on_disk["positive_control"]
     for entry in on_disk["tables"] + on_disk["figures"]:
         assert entry["files"] and all((out / f).stat().st_size > 0 for f in entry["files"])
     assert (out / on_disk["comparison"]).is_file()

@@ -26,8 +26,11 @@ from .reported import Reported, load_reported
 from .results import incomplete_runs, load_metrics
 from .stats import (
     epoch0_gap_sentences,
-    gap_beyond_step0,
+    gap_decomposition,
+    gated_pairs,
     paired_comparison,
+    positive_control,
+    positive_control_sentences,
     run_summary,
     yardstick_sentences,
     yardstick_verdicts,
@@ -35,6 +38,7 @@ from .stats import (
 from .tables import (
     DEFAULT_TABLE3_PAIRS,
     TABLE_NAMES,
+    table0_positive_control,
     table1,
     table2,
     table3,
@@ -48,23 +52,27 @@ from .tables import (
 def build_tables(df: pd.DataFrame, comp: pd.DataFrame | None = None,
                  reported: Reported | None = None, *, table4_epoch: int = 2,
                  table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
-                 flops=None, theory_checks=None) -> dict[str, pd.DataFrame]:
-    """Tables 1–4, the audit's Tables 5 (common yardstick), 6 (protocols) and 7
-    (compute-matched), and the claims checklist, keyed by their file names
-    (:data:`TABLE_NAMES`). ``flops`` / ``theory_checks``: ``rkdo flops``' JSON and the
-    theory notebook's ``checks.json`` (paths or loaded; absent -> "not testable")."""
+                 flops=None, theory_checks=None, min_important_difference: float | None = None,
+                 control: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Table 0 (the positive control, first), Tables 1–4, the audit's Tables 5 (common
+    yardstick), 6 (protocols) and 7 (compute-matched), and the claims checklist, keyed by
+    their file names (:data:`TABLE_NAMES`). ``flops`` / ``theory_checks``: ``rkdo flops``'
+    JSON and the theory notebook's ``checks.json`` (paths or loaded; absent -> "not
+    testable"). ``min_important_difference``: the params file's margin M for claim (b)."""
     comp = paired_comparison(df) if comp is None else comp
-    return {TABLE_NAMES["table1"]: table1(comp, reported, gap_beyond_step0(df)),
+    control = positive_control(df) if control is None else control
+    return {TABLE_NAMES["positive_control"]: table0_positive_control(df, control),
+            TABLE_NAMES["table1"]: table1(comp, reported, gap_decomposition(df)),
             TABLE_NAMES["table2"]: table2(comp, reported),
             TABLE_NAMES["table3"]: table3(df, reported, table3_pairs),
             TABLE_NAMES["table4"]: table4(comp, reported, table4_epoch),
             TABLE_NAMES["yardstick"]: table_yardstick(df),
-            TABLE_NAMES["protocols"]: table_protocols(comp),
-            TABLE_NAMES["compute"]: compute_matched_table(df),
-            TABLE_NAMES["claims"]: claims_checklist(df, flops=flops,
-                                                    theory_checks=theory_checks,
-                                                    reported=reported,
-                                                    table3_pairs=table3_pairs)}
+            TABLE_NAMES["protocols"]: table_protocols(comp, gated_pairs(df, control)),
+            TABLE_NAMES["compute"]: compute_matched_table(df, mismatched=table3_pairs),
+            TABLE_NAMES["claims"]: claims_checklist(
+                df, flops=flops, theory_checks=theory_checks, reported=reported,
+                table3_pairs=table3_pairs, min_important_difference=min_important_difference,
+                control=control)}
 
 
 def _rel(paths: Iterable[Path], root: Path) -> list[str]:
@@ -93,10 +101,23 @@ def manifest(out_dir: str | Path, df: pd.DataFrame, *, tables: list[dict],
     }
 
 
-def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> dict:
-    """The manifest's audit entries: the yardstick sentences and the claims' verdicts."""
+def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
+                control: pd.DataFrame | None = None) -> dict:
+    """The manifest's audit entries, the positive control first: its sentences and rows,
+    the yardstick sentences and the claims' verdicts."""
     claims = tables.get(TABLE_NAMES["claims"])
-    return {"comparison": "comparison.csv",
+    control = positive_control(df) if control is None else control
+    keep = ["dataset", "protocol", "metric", "epoch", "n_seeds", "diff_mean", "ci_low",
+            "ci_high", "status", "gated"]
+    return {"positive_control_sentences": positive_control_sentences(control),
+            "positive_control": [] if control.empty else
+            control[[c for c in keep if c in control]].to_dict("records"),
+            "comparison": "comparison.csv",
+            "comparison_note": "sign_flip_p: exact permutation p over the 2^n sign vectors "
+                               "beside the t-test p; its floor (sign_flip_floor) is 2/2^n — "
+                               "1/16 with 5 seeds; g_z: Hedges' bias-corrected paired effect "
+                               "size; mde80: differences larger than it are excluded at 80 % "
+                               "power at mde_alpha (Holm's worst-case level of the family)",
             "yardstick_sentences": yardstick_sentences(df),
             "claims": [] if claims is None or claims.empty else
             claims[["claim", "source", "protocol", "verdict"]].to_dict("records")}
@@ -132,6 +153,9 @@ class Aggregation:
     figure_entries: list[dict]
     epoch0_sentences: list[str]
     yardstick_sentences: list[str]
+    #: the positive control per (dataset, protocol), computed and shown first
+    positive_control: pd.DataFrame
+    positive_control_sentences: list[str]
     #: the literal "trained with × scored with" 2 × 2 per (dataset, protocol) at the last
     #: budget where the yardstick was measured: (heading, table)
     yardstick_2x2: list[tuple[str, pd.DataFrame]]
@@ -160,12 +184,15 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
               reported_path: str | Path | None = None, table4_epoch: int = 2,
               table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
               flops_path: str | Path | None = None,
-              theory_checks_path: str | Path | None = None) -> Aggregation:
+              theory_checks_path: str | Path | None = None,
+              min_important_difference: float | None = None) -> Aggregation:
     """The whole aggregation of a results folder: read the complete runs, write the paired
     comparison into ``out_dir/comparison.csv``, the tables into ``out_dir/tables``, the
     figures into ``out_dir/figures`` and the manifest ``out_dir/aggregate.json``
     (``out_dir`` defaults to ``results_dir``). ``flops_path`` / ``theory_checks_path``
-    default to ``results_dir/flops.json`` and ``results_dir/theory/checks.json``."""
+    default to ``results_dir/flops.json`` and ``results_dir/theory/checks.json``.
+    ``min_important_difference``: the params file's ``aggregate:`` margin M of claim (b)
+    and Table 3 (None: half the lower bound of I-Con's gain)."""
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir
     df = load_metrics(results_dir)
@@ -174,17 +201,20 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
     flops_default, theory_default = default_audit_inputs(results_dir)
     flops_file = Path(flops_path) if flops_path else flops_default
     theory_file = Path(theory_checks_path) if theory_checks_path else theory_default
+    control = positive_control(df)  # first: it gates the downstream verdicts
     comp = paired_comparison(df)
     out_dir.mkdir(parents=True, exist_ok=True)
     comp.to_csv(out_dir / "comparison.csv", index=False)
     built = build_tables(df, comp, reported, table4_epoch=table4_epoch,
                          table3_pairs=table3_pairs, flops=flops_file,
-                         theory_checks=theory_file)
+                         theory_checks=theory_file,
+                         min_important_difference=min_important_difference, control=control)
     table_entries = write_tables(built, out_dir / "tables")
     figure_entries = figs.write_figures(build_figures(df, comp, reported), out_dir / "figures")
     sentences = epoch0_gap_sentences(df)
     data = manifest(out_dir, df, tables=table_entries, figures=figure_entries, skipped=skipped,
-                    results_dir=results_dir, sentences=sentences, extra=audit_extra(df, built))
+                    results_dir=results_dir, sentences=sentences,
+                    extra=audit_extra(df, built, control))
     path = write_manifest(out_dir, data)
     two_by_two = [(f"{v.dataset}, {v.protocol} protocol, epoch {int(v.epoch)}",
                    yardstick_2x2(df, v.dataset, v.protocol, int(v.epoch)))
@@ -194,6 +224,8 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
                        theory_file=theory_file, tables=built, table_entries=table_entries,
                        figure_entries=figure_entries, epoch0_sentences=sentences,
                        yardstick_sentences=data["yardstick_sentences"],
+                       positive_control=control,
+                       positive_control_sentences=data["positive_control_sentences"],
                        yardstick_2x2=two_by_two, manifest=data, manifest_path=path,
                        summary=run_summary(df))
 

@@ -24,9 +24,10 @@ from ..datasets import dataset_label, dataset_order, n_classes
 from .figures import METHOD_STYLE, method_colors, run_facts, select_protocol
 from .fmt import NO_COUNTERPART, finish_table, fmt_ci, fmt_mean_std, fmt_num, format_p
 from .stats import (
+    HOLM_FAMILIES,
     METHOD_LABELS,
     METRIC_LABELS,
-    holm,
+    canonical_p_holm,
     measured,
     paired_stats,
     paired_values,
@@ -179,7 +180,9 @@ def _fmt_flops(x: float) -> str:
 
 
 def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | None = None,
-                          metrics: Sequence[str] = TABLE_METRICS) -> pd.DataFrame:
+                          metrics: Sequence[str] = TABLE_METRICS, *,
+                          mismatched: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS
+                          ) -> pd.DataFrame:
     """RKDO@a vs I-Con@b for each (a, b) in ``pairs`` (default :func:`default_pairs`),
     per protocol, dataset and metric, seeds paired.
 
@@ -188,15 +191,19 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
     each side; ``compute_saved_pct`` = 100 (1 − RKDO FLOPs / I-Con FLOPs) from the measured
     FLOPs (NaN, shown "not measured", without them); ``steps_saved_pct`` likewise from
     optimizer steps; mean ± std over seeds; ``diff_mean`` RKDO − I-Con with its 95 %
-    t-interval, ``effect_size`` d_z, ``p_value`` (paired t over seeds, scipy ttest_rel),
-    ``p_holm`` (Holm over the rows of each protocol and metric). Pairs whose budgets are not
-    in the results are left out and listed in ``attrs["omitted"]``.
+    t-interval, ``g_z`` (Hedges), ``p_value`` (paired t over seeds, scipy ttest_rel),
+    ``sign_flip_p``, ``p_holm`` — looked up in the one family definition
+    (:func:`rkdo_core.reporting.stats.canonical_p_holm`): matched rows share Tables 1/2/4's
+    family, mismatched rows Table 3's — and ``mde80``. Pairs whose budgets are not in the
+    results are left out and listed in ``attrs["omitted"]``. ``mismatched``: the Table 3
+    pairs of the grid (default pairs and the mismatched Holm family).
     """
     for m in metrics:
         if m not in COMPUTE_METRICS:
             raise ValueError(f"invalid metric {m!r}: allowed {sorted(COMPUTE_METRICS)}")
     df = with_train_flops(df)
-    pairs = default_pairs(df) if pairs is None else [(int(a), int(b)) for a, b in pairs]
+    pairs = (default_pairs(df, mismatched) if pairs is None
+             else [(int(a), int(b)) for a, b in pairs])
     for a, b in pairs:
         if not 0 <= a <= b:
             raise ValueError(f"invalid pair ({a}, {b}): need 0 ≤ RKDO budget ≤ I-Con budget")
@@ -241,9 +248,11 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
         out.attrs.update(csv=[], display=[], title=title, omitted=omitted,
                          note="No row: " + " ".join(omitted) if omitted else "no data")
         return out
-    out["p_holm"] = np.nan
-    for _, idx in out.groupby(["protocol", "metric"]).groups.items():
-        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
+    lookup = canonical_p_holm(df, [(a, b) for a, b in mismatched], metrics)
+    out["p_holm"] = [lookup.get((p, d, m, int(a), int(b)), np.nan) for p, d, m, a, b in
+                     zip(out.protocol, out.dataset, out.metric, out.rkdo_epochs,
+                         out.icon_epochs)]
+    out = out.drop(columns=["effect_size"])
     csv = list(out.columns)
     display = {
         "Dataset": out.dataset.map(dataset_label), "Protocol": out.protocol,
@@ -276,8 +285,8 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
         "the loss). Mismatched: RKDO at the early budget vs I-Con at the late one (the "
         "paper's Table 3). Seeds paired; mean ± std (ddof 1) over seeds; RKDO − I-Con: mean "
         "paired difference with its 95 % t-interval; p: paired t-test over seeds (scipy "
-        f"ttest_rel); p (Holm): Holm over this table's rows of each protocol and metric; "
-        f"{NO_COUNTERPART}: no test possible.",
+        f"ttest_rel); p (Holm): the same adjusted p as wherever the comparison appears "
+        f"({HOLM_FAMILIES}); {NO_COUNTERPART}: no test possible.",
         flops_note,
         ("Omitted: " + "; ".join(omitted) + ".") if omitted else "",
     ]))

@@ -6,8 +6,8 @@ much as what it shows, so beside the paired t-test of :mod:`rkdo_core.reporting.
 module gives the exact sign-flip test and its floor, the minimum detectable difference, the
 bias-corrected effect size with an exact interval, equivalence / non-inferiority tests,
 distribution-free location estimates for per-step wall-time overheads, and multiplicity
-helpers. Holm's adjustment is :func:`rkdo_core.reporting.stats.holm`, re-exported here (one
-implementation).
+helpers, Holm's adjustment among them (:func:`holm`, defined here and re-exported by
+:mod:`rkdo_core.reporting.stats`: one implementation).
 
 numpy + scipy only: importing this module never imports torch.
 """
@@ -21,8 +21,6 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 from scipy.special import gammaln
-
-from rkdo_core.reporting.stats import holm
 
 __all__ = [
     "PairedTests",
@@ -462,6 +460,23 @@ def bootstrap_median_ci(x, confidence: float = 0.95, n_boot: int = 10_000,
 
 
 # ------------------------------------------------------------------------ multiplicity
+def holm(pvalues) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (NaNs stay NaN and are not counted; Holm 1979).
+
+    Written here (a few lines) rather than adding statsmodels as a dependency for it.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
 def bonferroni_ci(diffs, n_comparisons: int, confidence: float = 0.95) -> tuple[float, float]:
     """Paired t-interval mean ± t_{1−α'/2,n−1}·sd/√n at the Bonferroni level
     1 − α' = 1 − (1 − confidence)/m, m = ``n_comparisons``: m such intervals hold

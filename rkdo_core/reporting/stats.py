@@ -13,6 +13,16 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..datasets import dataset_label
+from .inference import (
+    gz_ci,
+    hedges_gz,
+    holm,
+    min_detectable_difference,
+    sign_flip_floor,
+    sign_flip_p,
+)
+
+__all__ = ["holm"]  # re-exported: Holm's adjustment lives in .inference (one implementation)
 
 #: metric -> True where lower is better (the loss). Order = order in tables.
 METRICS: dict[str, bool] = {
@@ -22,13 +32,23 @@ METRICS: dict[str, bool] = {
     "ari": False,
     "neighborhood_acc": False,
 }
+#: downstream metrics of newer evaluations (full protocol), compared where measured
+EXTRA_METRICS: dict[str, bool] = {"linear_cv": False, "knn20": False, "knn5_cosine": False}
+#: every metric the paired comparison covers (present columns only)
+ALL_METRICS: dict[str, bool] = {**METRICS, **EXTRA_METRICS}
+#: the representation-quality (downstream) metrics, gated by the positive control
+DOWNSTREAM_METRICS = tuple(m for m, lower in ALL_METRICS.items() if not lower)
 METRIC_LABELS = {"train_loss": "training loss", "linear_eval": "linear eval", "nmi": "NMI",
-                 "ari": "ARI", "neighborhood_acc": "neighborhood acc"}
+                 "ari": "ARI", "neighborhood_acc": "neighborhood acc",
+                 "linear_cv": "linear probe (cross-validated)", "knn20": "weighted 20-NN",
+                 "knn5_cosine": "5-NN (cosine)"}
 METHOD_LABELS = {"rkdo": "RKDO", "icon": "I-Con"}
 #: budgets left out of the Holm families: epoch 0 is the untrained encoder, a baseline and
 #: not one of the comparisons the paper claims (its 12 dataset × budget tests per metric)
 HOLM_EXCLUDED_EPOCHS = (0,)
 CONFIDENCE = 0.95
+#: significance level of every test, claim and generated sentence (stated in each)
+ALPHA_LEVEL = 0.05
 
 
 def improvement_pct(rkdo: float, icon: float, lower_is_better: bool) -> float:
@@ -38,45 +58,109 @@ def improvement_pct(rkdo: float, icon: float, lower_is_better: bool) -> float:
     return 100.0 * ((icon - rkdo) if lower_is_better else (rkdo - icon)) / icon
 
 
-def holm(pvalues) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (NaNs stay NaN and are not counted).
-
-    Written here (a few lines) rather than adding statsmodels as a dependency for it.
-    """
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    order = ok[np.argsort(p[ok], kind="stable")]
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
-
-
 def paired_stats(rkdo, icon, confidence: float = CONFIDENCE) -> dict[str, float]:
     """Paired statistics of two arrays aligned by seed, on the difference d = RKDO − I-Con.
 
     ``diff_mean``; ``ci_low``/``ci_high``: the t-interval mean(d) ± t_{n−1} · sd(d)/√n
-    (sd with ddof=1); ``effect_size``: Cohen's d_z = mean(d)/sd(d) (NaN when sd(d) = 0);
-    ``p_value``: scipy's paired t-test (NaN when n < 2 or all differences are equal, where
-    the test is undefined — not 0 or 1).
+    (sd with ddof=1); ``sd_diff``: sd(d); ``effect_size``: Cohen's d_z = mean(d)/sd(d) (kept
+    for the API; the tables report ``g_z``); ``g_z``: Hedges' bias-corrected g_z
+    (:func:`.inference.hedges_gz`, n ≥ 3) with its exact interval ``gz_low``/``gz_high``
+    (:func:`.inference.gz_ci`); ``p_value``: scipy's paired t-test; ``sign_flip_p``: the
+    exact two-sided sign-flip (permutation) p (:func:`.inference.sign_flip_p`) and
+    ``sign_flip_floor`` the smallest value it can take (2/2^n, 1/16 at n = 5); ``mde80``:
+    the minimal difference a paired t-test detects with 80 % power at level 0.05 two-sided
+    from the observed sd (:func:`.inference.min_detectable_difference`; tables recompute it
+    at the multiplicity level they apply). Test quantities are NaN when n < 2 or all
+    differences are equal (the tests are undefined there — not 0 or 1).
     """
     r = np.asarray(rkdo, dtype=float)
     i = np.asarray(icon, dtype=float)
     d = r - i
     n = len(d)
-    out = {"diff_mean": float(d.mean()) if n else np.nan, "ci_low": np.nan, "ci_high": np.nan,
-           "effect_size": np.nan, "p_value": np.nan}
+    nan = np.nan
+    out = {"diff_mean": float(d.mean()) if n else nan, "ci_low": nan, "ci_high": nan,
+           "sd_diff": nan, "effect_size": nan, "g_z": nan, "gz_low": nan, "gz_high": nan,
+           "p_value": nan, "sign_flip_p": nan, "sign_flip_floor": nan, "mde80": nan}
     if n < 2:
         return out
     sd = float(d.std(ddof=1))
+    out["sd_diff"] = sd
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
     out["ci_low"], out["ci_high"] = out["diff_mean"] - half, out["diff_mean"] + half
+    out["sign_flip_p"] = sign_flip_p(d)
+    out["sign_flip_floor"] = sign_flip_floor(int(np.count_nonzero(d)))
     if sd > 0 and np.ptp(d) > 0:
         out["effect_size"] = out["diff_mean"] / sd
         out["p_value"] = float(sps.ttest_rel(r, i).pvalue)
+        out["gz_low"], out["gz_high"] = gz_ci(d, confidence)
+        out["mde80"] = min_detectable_difference(sd, n)
+        if n >= 3:
+            out["g_z"] = hedges_gz(d)
+    return out
+
+
+def mde_at(sd: float, n: int, alpha: float) -> float:
+    """:func:`.inference.min_detectable_difference` at 80 % power, NaN where undefined
+    (sd 0 or NaN, fewer than 2 seeds)."""
+    if not (np.isfinite(sd) and sd > 0 and n >= 2 and 0 < alpha < 0.8):
+        return float("nan")
+    return min_detectable_difference(float(sd), int(n), alpha=float(alpha))
+
+
+def power_text(mde: float, alpha: float, unit: str = "") -> str:
+    """"differences larger than X are excluded at 80 % power (level α)" — the honest
+    wording of a null result (docs/design.md "Statistics conventions")."""
+    if not np.isfinite(mde):
+        return "minimal detectable difference not computable (fewer than 2 seeds or no spread)"
+    return (f"differences larger than {mde:.3g}{unit} are excluded at 80 % power "
+            f"(paired t, level {alpha:.3g})")
+
+
+# ---------------------------------------------------------------------------- Holm families
+#: the one definition of the multiple-comparison families, stated in every caption
+HOLM_FAMILIES = (
+    "Holm families (one definition for every table and claim, rkdo_core.reporting.stats."
+    "holm_family): the matched comparisons RKDO@e vs I-Con@e form one family per (protocol, "
+    "metric) over datasets × trained budgets (e > 0); the mismatched comparisons "
+    "RKDO@early vs I-Con@late (Tables 3 and 7) a separate family per (protocol, metric) "
+    "over datasets × pairs; comparisons with the untrained encoder (epoch 0) are not counted")
+
+
+def holm_family(protocol: str, metric: str, rkdo_epoch: int, icon_epoch: int):
+    """The Holm family of the comparison RKDO@``rkdo_epoch`` vs I-Con@``icon_epoch`` on
+    ``metric`` under ``protocol`` (see :data:`HOLM_FAMILIES`): ``(protocol, metric,
+    "matched" | "mismatched")``, or None for a comparison with the untrained encoder
+    (not counted)."""
+    if int(rkdo_epoch) <= 0 or int(icon_epoch) <= 0:
+        return None
+    kind = "matched" if int(rkdo_epoch) == int(icon_epoch) else "mismatched"
+    return (str(protocol), str(metric), kind)
+
+
+def with_holm(frame: pd.DataFrame, *, rkdo_col: str = "rkdo_epoch",
+              icon_col: str = "icon_epoch", metric_col: str = "metric",
+              alpha: float = ALPHA_LEVEL) -> pd.DataFrame:
+    """``frame`` with ``holm_family`` (text), ``holm_m`` (family size), ``p_holm`` (Holm
+    within the family, :func:`holm_family`) and ``mde80`` / ``mde_alpha``: the minimal
+    detectable difference at 80 % power at the level the family actually applies
+    (Holm's worst case α/m; α for rows outside a family) from ``sd_diff`` and ``n_seeds``.
+    Rows with a NaN p are in their family but not counted (``holm`` ignores NaN)."""
+    out = frame.copy()
+    if out.empty:
+        return out
+    fam = [holm_family(p, m, a, b) for p, m, a, b in
+           zip(out.protocol, out[metric_col], out[rkdo_col], out[icon_col])]
+    out["holm_family"] = ["" if f is None else "/".join(f) for f in fam]
+    out["p_holm"] = np.nan
+    out["holm_m"] = 0
+    for _key, idx in out[out.holm_family != ""].groupby("holm_family").groups.items():
+        p = out.loc[idx, "p_value"].to_numpy(dtype=float)
+        out.loc[idx, "p_holm"] = holm(p)
+        out.loc[idx, "holm_m"] = int(np.count_nonzero(~np.isnan(p)))
+    out["mde_alpha"] = [alpha / max(int(m), 1) for m in out.holm_m]
+    if "sd_diff" in out and "n_seeds" in out:
+        out["mde80"] = [mde_at(sd, n, a) for sd, n, a in
+                        zip(out.sd_diff, out.n_seeds, out.mde_alpha)]
     return out
 
 
@@ -120,18 +204,22 @@ def paired_values(df: pd.DataFrame, dataset: str, protocol: str, metric: str,
     return seeds, r.loc[seeds].astype(float).to_numpy(), i.loc[seeds].astype(float).to_numpy()
 
 
-def paired_comparison(df: pd.DataFrame, metrics=tuple(METRICS), *,
+def paired_comparison(df: pd.DataFrame, metrics=tuple(ALL_METRICS), *,
                       holm_excluded_epochs=HOLM_EXCLUDED_EPOCHS) -> pd.DataFrame:
-    """One row per (dataset, protocol, epoch, metric), seeds paired.
+    """One row per (dataset, protocol, epoch, metric), seeds paired — ``comparison.csv``.
 
     Columns: ``n_seeds``, ``seeds`` (comma-separated), ``rkdo_mean``/``rkdo_std``,
     ``icon_mean``/``icon_std`` (std with ddof=1), ``improvement_pct`` (the paper's definition,
     from the means), ``improvement_ci`` (half-width of the 95 % t-interval of the per-seed
     improvement %), ``diff_mean`` (RKDO − I-Con) with its 95 % t-interval ``ci_low``/
-    ``ci_high``, ``effect_size`` (paired Cohen's d_z), ``p_value`` (paired t-test),
-    ``p_holm`` (Holm within each (protocol, metric) family across dataset × epoch; budgets in
-    ``holm_excluded_epochs`` — the untrained encoder — and NaN p-values are not counted and
-    get NaN), ``steps_min``/``steps_max`` (real optimizer steps of the budget) and ``device``.
+    ``ci_high``, ``sd_diff``, ``g_z`` (Hedges' bias-corrected paired effect size) with its
+    exact 95 % interval ``gz_low``/``gz_high``, ``p_value`` (paired t-test) and beside it
+    ``sign_flip_p`` (exact permutation p; ``sign_flip_floor`` = its smallest possible value,
+    1/16 with 5 seeds), ``p_holm``/``holm_family``/``holm_m`` (:func:`with_holm`: the one
+    family definition :data:`HOLM_FAMILIES`; budgets in ``holm_excluded_epochs`` and NaN
+    p-values are not counted), ``mde80``/``mde_alpha`` (minimal detectable difference at
+    80 % power at the Holm worst-case level), ``steps_min``/``steps_max`` (real optimizer
+    steps of the budget) and ``device``. Metrics absent from the results are skipped.
     """
     rows = []
     for (dataset, protocol, epoch), g in df.groupby(["dataset", "protocol", "epoch"]):
@@ -139,18 +227,24 @@ def paired_comparison(df: pd.DataFrame, metrics=tuple(METRICS), *,
             if metric not in g:
                 continue
             seeds, r, i = paired_values(df, dataset, protocol, metric, epoch, epoch)
-            if len(seeds) == 0 or np.isnan(r).all() or np.isnan(i).all():
+            ok = ~(np.isnan(r) | np.isnan(i))
+            seeds = [s for s, k in zip(seeds, ok) if k]
+            r, i = r[ok], i[ok]
+            if len(seeds) == 0:
                 continue
             steps_min, steps_max = _steps(g)
-            imp = per_seed_improvement(r, i, METRICS[metric])
+            lower = ALL_METRICS.get(metric, False)
+            imp = per_seed_improvement(r, i, lower)
+            st = paired_stats(r, i)
+            st.pop("effect_size")  # d_z: the tables report the bias-corrected g_z
             rows.append({
                 "dataset": dataset, "protocol": protocol, "epoch": int(epoch), "metric": metric,
                 "n_seeds": len(seeds), "seeds": ",".join(str(s) for s in seeds),
                 "rkdo_mean": float(r.mean()), "rkdo_std": _std(r),
                 "icon_mean": float(i.mean()), "icon_std": _std(i),
-                "improvement_pct": improvement_pct(r.mean(), i.mean(), METRICS[metric]),
+                "improvement_pct": improvement_pct(r.mean(), i.mean(), lower),
                 "improvement_ci": t_halfwidth(imp),
-                **paired_stats(r, i),
+                **st,
                 "steps_min": steps_min, "steps_max": steps_max,
                 "device": ",".join(sorted(g["device"].dropna().astype(str).unique()))
                 if "device" in g else "",
@@ -158,14 +252,55 @@ def paired_comparison(df: pd.DataFrame, metrics=tuple(METRICS), *,
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["p_holm"] = np.nan
-    excluded = out.epoch.isin(list(holm_excluded_epochs))
-    for _, idx in out[~excluded].groupby(["protocol", "metric"]).groups.items():
-        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
-    order = {m: k for k, m in enumerate(METRICS)}
+    excluded = set(int(e) for e in holm_excluded_epochs)
+    out["holm_epoch"] = [0 if int(e) in excluded else int(e) for e in out.epoch]
+    out = with_holm(out, rkdo_col="holm_epoch", icon_col="holm_epoch").drop(
+        columns="holm_epoch")
+    order = {m: k for k, m in enumerate(ALL_METRICS)}
     return (out.assign(_m=out.metric.map(order)).sort_values(["_m", "protocol", "dataset",
                                                               "epoch"])
             .drop(columns="_m").reset_index(drop=True))
+
+
+def mismatched_comparison(df: pd.DataFrame, pairs, metrics=("linear_eval",)) -> pd.DataFrame:
+    """RKDO@early vs I-Con@late for each (early, late) of ``pairs`` with early < late, per
+    protocol, dataset and metric, seeds paired: :func:`paired_stats` columns plus
+    ``rkdo_epoch``/``icon_epoch``, and ``p_holm`` from :func:`with_holm` (the mismatched
+    family of each (protocol, metric); pairs with early = 0 are reported, not counted).
+    Tables 3 and 7 both read their mismatched p (Holm) from here."""
+    rows = []
+    pairs = [(int(a), int(b)) for a, b in pairs if int(a) < int(b)]
+    for (dataset, protocol), _ in df.groupby(["dataset", "protocol"]):
+        for metric in metrics:
+            if metric not in df:
+                continue
+            for a, b in pairs:
+                seeds, r, i = paired_values(df, dataset, protocol, metric, a, b)
+                ok = ~(np.isnan(r) | np.isnan(i))
+                seeds = [s for s, k in zip(seeds, ok) if k]
+                r, i = r[ok], i[ok]
+                if not seeds:
+                    continue
+                rows.append({"dataset": dataset, "protocol": protocol, "metric": metric,
+                             "rkdo_epoch": a, "icon_epoch": b, "n_seeds": len(seeds),
+                             "rkdo_mean": float(r.mean()), "icon_mean": float(i.mean()),
+                             **paired_stats(r, i)})
+    return with_holm(pd.DataFrame(rows))
+
+
+def canonical_p_holm(df: pd.DataFrame, pairs, metrics) -> dict:
+    """(protocol, dataset, metric, rkdo_epoch, icon_epoch) -> p (Holm) for every matched
+    comparison (:func:`paired_comparison`) and every mismatched one of ``pairs``
+    (:func:`mismatched_comparison`): the single source tables look their Holm p up in, so
+    a comparison gets the same adjusted p wherever it appears."""
+    out = {}
+    comp = paired_comparison(df, metrics=tuple(metrics))
+    for r in comp.itertuples():
+        out[(r.protocol, r.dataset, r.metric, int(r.epoch), int(r.epoch))] = r.p_holm
+    mis = mismatched_comparison(df, pairs, metrics)
+    for r in mis.itertuples():
+        out[(r.protocol, r.dataset, r.metric, int(r.rkdo_epoch), int(r.icon_epoch))] = r.p_holm
+    return out
 
 
 def run_summary(df: pd.DataFrame) -> dict:
@@ -182,144 +317,65 @@ def run_summary(df: pd.DataFrame) -> dict:
     }
 
 
-def epoch0_gap_sentences(df: pd.DataFrame, metric: str = "train_loss") -> list[str]:
-    """One computed sentence per (dataset, protocol): is the loss "improvement" at the last
-    budget larger than the gap already present for the untrained encoder (epoch 0)?
-
-    Compares the per-seed improvement % at the last budget with the same seed's at epoch 0
-    (paired t-test over seeds). Needs budget 0 in the data; says so where it is missing.
-    """
-    lower = METRICS[metric]
-    out = []
-    for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
-        name = f"{dataset_label(dataset)} ({protocol} protocol)"
-        epochs = sorted(int(e) for e in g.epoch.unique())
-        trained = [e for e in epochs if e > 0]
-        if 0 not in epochs or not trained:
-            missing = "epoch 0 (the untrained encoder)" if 0 not in epochs else "a trained budget"
-            out.append(f"{name}: no comparison with the untrained encoder possible — "
-                       f"{missing} is not in the results (budgets present: {epochs}).")
-            continue
-        last = trained[-1]
-        s0, r0, i0 = paired_values(df, dataset, protocol, metric, 0, 0)
-        s1, r1, i1 = paired_values(df, dataset, protocol, metric, last, last)
-        seeds = sorted(set(s0) & set(s1))
-        if not seeds:
-            out.append(f"{name}: no seed has both methods at epoch 0 and epoch {last}.")
-            continue
-        k0 = [s0.index(s) for s in seeds]
-        k1 = [s1.index(s) for s in seeds]
-        imp0 = per_seed_improvement(r0[k0], i0[k0], lower)
-        imp1 = per_seed_improvement(r1[k1], i1[k1], lower)
-        g0 = improvement_pct(r0[k0].mean(), i0[k0].mean(), lower)
-        g1 = improvement_pct(r1[k1].mean(), i1[k1].mean(), lower)
-        st = paired_stats(imp1, imp0)
-        steps = g[g.epoch == last]["steps"].dropna() if "steps" in g else pd.Series(dtype=float)
-        steps_txt = f" ({int(steps.max())} optimizer steps)" if len(steps) else ""
-        p = st["p_value"]
-        test = (f"per-seed improvement, last budget − epoch 0: mean {st['diff_mean']:+.2f} "
-                f"points, 95 % CI [{st['ci_low']:+.2f}, {st['ci_high']:+.2f}], paired t-test "
-                f"over {len(seeds)} seeds p = {p:.2g}"
-                if not np.isnan(p) else f"{len(seeds)} seed(s), no test possible")
-        if g1 > g0:
-            verdict = "larger than"
-        elif g1 < g0:
-            verdict = "smaller than"
-        else:
-            verdict = "equal to"
-        significant = not np.isnan(p) and p < 0.05
-        out.append(
-            f"{name}: after {last} epoch(s){steps_txt}, RKDO's {METRIC_LABELS[metric]} is "
-            f"{g1:.2f} % below I-Con's; the untrained encoder already shows {g0:.2f} %, so the "
-            f"\"improvement\" at the last budget is {verdict} the gap present before training "
-            f"by {abs(g1 - g0):.2f} points ({test}"
-            f"{'' if significant or np.isnan(p) else '; not significant at 0.05'}).")
-    return out
-
-
 def format_comparison(table: pd.DataFrame) -> str:
     """A plain-text rendering of :func:`paired_comparison` for the terminal."""
     lines = []
-    for metric in METRICS:
+    for metric in ALL_METRICS:
         sub = table[table.metric == metric]
         if sub.empty:
             continue
         n_holm = int(sub.p_holm.notna().sum())
-        lines.append(f"\n{METRIC_LABELS[metric]}  (mean ± std over seeds; paired t-test; "
-                     f"Holm over the {n_holm} testable comparisons of this metric and "
-                     "protocol, epoch 0 excluded)")
+        floor = sub.sign_flip_floor.dropna()
+        lines.append(f"\n{METRIC_LABELS[metric]}  (mean ± std over seeds; g_z = Hedges' "
+                     f"bias-corrected paired effect size; paired t-test p and exact sign-flip "
+                     f"p (floor {floor.min():.3g} with these seeds); Holm over the {n_holm} "
+                     "testable comparisons of this metric and protocol, epoch 0 excluded; "
+                     "MDE80 = minimal detectable difference at 80 % power, Holm level)"
+                     if len(floor) else f"\n{METRIC_LABELS[metric]}")
         lines.append(f"{'dataset':<9} {'epoch':>5} {'n':>2}  {'RKDO':>17}  {'I-Con':>17}  "
-                     f"{'improv.':>8}  {'d_z':>6}  {'p':>8}  {'p_Holm':>8}")
+                     f"{'improv.':>8}  {'g_z':>6}  {'p':>8}  {'p_flip':>7}  {'p_Holm':>8}  "
+                     f"{'MDE80':>8}")
         for _, r in sub.iterrows():
-            d_z = getattr(r, "effect_size", np.nan)
             lines.append(
                 f"{r.dataset:<9} {r.epoch:>5d} {r.n_seeds:>2d}  "
                 f"{r.rkdo_mean:>8.4f} ± {r.rkdo_std:<6.4f}  "
                 f"{r.icon_mean:>8.4f} ± {r.icon_std:<6.4f}  "
-                f"{r.improvement_pct:>+7.2f}%  {d_z:>6.2f}  {r.p_value:>8.2g}  {r.p_holm:>8.2g}")
+                f"{r.improvement_pct:>+7.2f}%  {r.g_z:>6.2f}  {r.p_value:>8.2g}  "
+                f"{r.sign_flip_p:>7.3g}  {r.p_holm:>8.2g}  {r.mde80:>8.3g}")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- the audit
-# (issue 5) What the paper's Table 1 does not show: how much of the loss "improvement"
-# exists before training, and whether the lower loss survives when both encoders are scored
-# on the same fixed objectives (docs/method.md §6.1).
+# What the paper's Table 1 does not show: whether training helps at all in the regime (the
+# positive control, docs/method.md §6.5), how the own-loss gap splits into the difference of
+# the two loss *functions* and what training with RKDO buys (§6.1), and whether the lower
+# loss survives when both encoders are scored on the same fixed objectives.
 
 #: objectives of the common yardstick: metrics-file key -> label. Lower is better.
 YARDSTICK = {"yardstick_icon": "I-Con objective", "yardstick_rkdo": "RKDO objective"}
-#: significance level of the generated verdict sentences (stated in each sentence)
-ALPHA_LEVEL = 0.05
+#: neutral yardsticks of newer evaluations: key -> (label, lower is better). Neither method
+#: optimises them (rkdo_core/neutral.py), except yard_rkdo_fixed: RKDO's objective with a
+#: frozen teacher shared by both encoders.
+NEUTRAL_YARDSTICKS: dict[str, tuple[str, bool]] = {
+    "yard_alignment": ("alignment", True),
+    "yard_uniformity": ("uniformity", True),
+    "yard_rankme": ("RankMe", False),
+    "yard_infonce_t01": ("InfoNCE (τ = 0.1)", True),
+    "yard_infonce_t05": ("InfoNCE (τ = 0.5)", True),
+    "yard_rkdo_fixed": ("RKDO objective, frozen shared teacher", True),
+}
+#: every yardstick: key -> (label, lower is better)
+ALL_YARDSTICKS: dict[str, tuple[str, bool]] = {
+    **{k: (v, True) for k, v in YARDSTICK.items()}, **NEUTRAL_YARDSTICKS}
+#: what "training does not help" makes of a downstream verdict
+GATED = "not testable (training does not help in this regime)"
+#: the positive control's probe: the cross-validated probe where measured, else the paper's
+POSITIVE_CONTROL_METRICS = ("linear_cv", "linear_eval")
 
 
-def _aligned(df: pd.DataFrame, dataset: str, protocol: str, metric: str,
-             e_a: int, e_b: int) -> tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Seeds that have both methods at both budgets, and (RKDO, I-Con) values at each."""
-    s0, r0, i0 = paired_values(df, dataset, protocol, metric, e_a, e_a)
-    s1, r1, i1 = paired_values(df, dataset, protocol, metric, e_b, e_b)
-    seeds = sorted(set(s0) & set(s1))
-    k0 = [s0.index(s) for s in seeds]
-    k1 = [s1.index(s) for s in seeds]
-    return seeds, r0[k0], i0[k0], r1[k1], i1[k1]
-
-
-def gap_beyond_step0(df: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
-    """Per (dataset, protocol, trained budget): the paper's improvement % at the budget, the
-    gap already present at step 0 (the untrained encoder, same seeds) and the improvement
-    *beyond* it — per seed, improvement(budget) − improvement(0), with its 95 % t-interval,
-    a paired t-test across seeds and Holm within each protocol over the trained budgets.
-
-    Columns: dataset, protocol, epoch, n_seeds, improvement_pct, gap0_pct, beyond_pct
-    (= improvement_pct − gap0_pct, of the seed means), beyond_mean / beyond_ci_low /
-    beyond_ci_high / beyond_p / beyond_p_holm (per-seed differences), share_at_step0_pct
-    (100 gap0 / improvement). Empty when epoch 0 is absent."""
-    lower = METRICS[metric]
-    rows = []
-    for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
-        epochs = sorted(int(e) for e in g.epoch.unique())
-        if 0 not in epochs or metric not in g:
-            continue
-        for e in (x for x in epochs if x > 0):
-            seeds, r0, i0, r1, i1 = _aligned(df, dataset, protocol, metric, 0, e)
-            if not seeds:
-                continue
-            imp0 = per_seed_improvement(r0, i0, lower)
-            imp1 = per_seed_improvement(r1, i1, lower)
-            g0 = improvement_pct(r0.mean(), i0.mean(), lower)
-            g1 = improvement_pct(r1.mean(), i1.mean(), lower)
-            st = paired_stats(imp1, imp0)
-            rows.append({"dataset": dataset, "protocol": protocol, "epoch": e,
-                         "n_seeds": len(seeds), "improvement_pct": g1, "gap0_pct": g0,
-                         "beyond_pct": g1 - g0, "beyond_mean": st["diff_mean"],
-                         "beyond_ci_low": st["ci_low"], "beyond_ci_high": st["ci_high"],
-                         "beyond_p": st["p_value"],
-                         "share_at_step0_pct": 100.0 * g0 / g1 if g1 else np.nan})
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    out["beyond_p_holm"] = np.nan
-    for _, idx in out.groupby("protocol").groups.items():
-        out.loc[idx, "beyond_p_holm"] = holm(out.loc[idx, "beyond_p"].to_numpy())
-    return out
+def yardstick_name(key: str) -> str:
+    """``scored_with`` value of a yardstick key: ``icon``, ``rkdo``, ``alignment``, ..."""
+    return key.removeprefix("yardstick_").removeprefix("yard_")
 
 
 def measured(df: pd.DataFrame, column: str) -> bool:
@@ -332,25 +388,249 @@ def has_yardstick(df: pd.DataFrame) -> bool:
     return all(measured(df, k) for k in YARDSTICK)
 
 
+def _label(dataset: str, protocol: str) -> str:
+    return f"{dataset_label(dataset)} ({protocol} protocol)"
+
+
+# ----------------------------------------------------------------- positive control (§6.5)
+def positive_control(df: pd.DataFrame, alpha: float = ALPHA_LEVEL) -> pd.DataFrame:
+    """Per (dataset, protocol): does training help at all? I-Con at the last trained budget
+    against the untrained encoder (epoch 0) of the same seed, on the linear probe
+    (``linear_cv`` where measured for that dataset and protocol, else ``linear_eval``):
+    paired differences I-Con@last − untrained, 95 % t-interval.
+
+    ``status``: ``passes`` (interval above 0), ``fails`` (not above 0: every downstream
+    verdict of that dataset and protocol becomes :data:`GATED`), ``not testable`` (no
+    epoch 0, no trained budget, no probe or fewer than 2 paired seeds; nothing is gated).
+    Columns: dataset, protocol, metric, epoch, n_seeds, icon_last_mean, untrained_mean,
+    diff_mean, ci_low, ci_high, p_value, sign_flip_p, sign_flip_floor, g_z, mde80 (level
+    ``alpha``), status, gated, reason."""
+    rows = []
+    for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
+        icon = g[g.method == "icon"]
+        metric = next((m for m in POSITIVE_CONTROL_METRICS if measured(icon, m)), None)
+        epochs = sorted(int(e) for e in icon.epoch.unique())
+        trained = [e for e in epochs if e > 0]
+        row = {"dataset": dataset, "protocol": protocol, "metric": metric or "",
+               "epoch": trained[-1] if trained else np.nan, "n_seeds": 0}
+        reason = ("no linear probe in the metrics" if metric is None else
+                  "no untrained encoder (epoch 0)" if 0 not in epochs else
+                  "no trained budget" if not trained else "")
+        if not reason:
+            a = icon[icon.epoch == trained[-1]].set_index("seed")[metric].dropna()
+            b = icon[icon.epoch == 0].set_index("seed")[metric].dropna()
+            seeds = sorted(set(a.index) & set(b.index))
+            if len(seeds) < 2:
+                reason = "fewer than 2 seeds with both budgets"
+            else:
+                x = a.loc[seeds].astype(float).to_numpy()
+                y = b.loc[seeds].astype(float).to_numpy()
+                st = paired_stats(x, y)
+                row.update(n_seeds=len(seeds), icon_last_mean=float(x.mean()),
+                           untrained_mean=float(y.mean()),
+                           **{k: st[k] for k in ("diff_mean", "ci_low", "ci_high", "p_value",
+                                                 "sign_flip_p", "sign_flip_floor", "g_z")},
+                           mde80=mde_at(st["sd_diff"], len(seeds), alpha))
+                ok = np.isfinite(st["ci_low"]) and st["ci_low"] > 0
+                row.update(status="passes" if ok else "fails", gated=not ok, reason="")
+        if reason:
+            row.update(status="not testable", gated=False, reason=reason)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gated_pairs(df: pd.DataFrame, control: pd.DataFrame | None = None) -> set:
+    """{(dataset, protocol)} whose positive control fails (downstream verdicts gated)."""
+    control = positive_control(df) if control is None else control
+    if control.empty:
+        return set()
+    return {(r.dataset, r.protocol) for r in control.itertuples() if r.gated}
+
+
+def positive_control_sentences(control: pd.DataFrame) -> list[str]:
+    """One sentence per (dataset, protocol): does training help here (the gate)?"""
+    out = []
+    for r in control.itertuples():
+        name = _label(r.dataset, r.protocol)
+        if r.status == "not testable":
+            out.append(f"{name}: positive control not testable ({r.reason}); downstream "
+                       "verdicts are not gated.")
+            continue
+        probe = METRIC_LABELS.get(r.metric, r.metric)
+        test = (f"I-Con@{int(r.epoch)} − untrained = {r.diff_mean:+.4f}, 95 % CI "
+                f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], paired t p = {_p(r.p_value)}, exact "
+                f"sign-flip p = {_p(r.sign_flip_p)} (floor {r.sign_flip_floor:.3g}), "
+                f"n = {int(r.n_seeds)} seeds")
+        if r.status == "passes":
+            out.append(f"{name}: positive control passes — training helps: I-Con after "
+                       f"{int(r.epoch)} epoch(s) beats the untrained encoder on the {probe} "
+                       f"({r.icon_last_mean:.4f} vs {r.untrained_mean:.4f}; {test}).")
+        else:
+            out.append(f"{name}: positive control FAILS — I-Con after {int(r.epoch)} epoch(s) "
+                       f"does not beat the untrained encoder on the {probe} "
+                       f"({r.icon_last_mean:.4f} vs {r.untrained_mean:.4f}; {test}; "
+                       f"{power_text(r.mde80, ALPHA_LEVEL)}). Every downstream verdict here "
+                       f"(linear eval, NMI, ARI, neighbour accuracies, claim b, Table 3) is "
+                       f"{GATED}; the loss-side audit is not gated.")
+    return out
+
+
+def _p(p: float) -> str:
+    return "n/a" if p is None or not np.isfinite(p) else f"{p:.2g}"
+
+
+# ------------------------------------------------------- the own-loss gap, decomposed (§6.1)
+#: the decomposition's Holm family key (one per protocol over datasets × trained budgets)
+TRAINING_TERM = "training_term"
+
+
+def gap_decomposition(df: pd.DataFrame) -> pd.DataFrame:
+    """The own-loss gap on the common yardstick, split in two, per (dataset, protocol,
+    budget), seeds paired. With Y_obj(θ) the yardstick value of objective ``obj`` on the
+    encoder θ (same held-out images and views for all four cells of the 2 × 2):
+
+    own-loss gap  L_RKDO(θ_RKDO) − L_I-Con(θ_I-Con)
+      = function term  [L_RKDO(θ_I-Con) − L_I-Con(θ_I-Con)]  (the two functions differ on
+        the same, I-Con-trained encoder)
+      + training term  [L_RKDO(θ_RKDO) − L_RKDO(θ_I-Con)]   (what training with RKDO buys,
+        scored by RKDO's own objective).
+
+    Negative = RKDO lower. Columns: dataset, protocol, epoch, n_seeds, steps_max,
+    icon_own_mean (L_I-Con(θ_I-Con)), own_gap_mean, function_mean, training_mean (per-seed
+    means; own = function + training seed by seed), function/training 95 % t-intervals
+    (``*_ci_low``/``*_ci_high``), ``own_gap_pct``/``function_pct``/``training_pct`` (100 ×
+    −term / icon_own_mean, the paper's improvement convention; function_pct + training_pct
+    = own_gap_pct), ``function_share_pct`` (100 function / own), the training term's test:
+    ``training_p`` (paired t), ``training_sign_flip_p``, ``training_g_z``, ``training_p_holm``
+    (family: protocol × training term over datasets × trained budgets), ``training_mde80``
+    (Holm worst-case level); ``gap0_pct``: the training-loss improvement of the untrained
+    encoders (epoch 0) — the step-0 gap of Table 1. Empty without the yardstick."""
+    if not has_yardstick(df):
+        return pd.DataFrame()
+    rows = []
+    for (dataset, protocol, epoch), g in df.groupby(["dataset", "protocol", "epoch"]):
+        r = g[g.method == "rkdo"].set_index("seed")
+        i = g[g.method == "icon"].set_index("seed")
+        seeds = sorted(set(r.index) & set(i.index))
+        seeds = [s for s in seeds if np.isfinite(float(r.loc[s, "yardstick_rkdo"]))
+                 and np.isfinite(float(i.loc[s, "yardstick_rkdo"]))
+                 and np.isfinite(float(i.loc[s, "yardstick_icon"]))]
+        if not seeds:
+            continue
+        rr = r.loc[seeds, "yardstick_rkdo"].astype(float).to_numpy()
+        ri = i.loc[seeds, "yardstick_rkdo"].astype(float).to_numpy()
+        ii = i.loc[seeds, "yardstick_icon"].astype(float).to_numpy()
+        own, function, training = rr - ii, ri - ii, rr - ri
+        fs = paired_stats(function, np.zeros_like(function))
+        ts = paired_stats(training, np.zeros_like(training))
+        base = float(ii.mean())
+        _, s_max = _steps(g)
+        rows.append({
+            "dataset": dataset, "protocol": protocol, "epoch": int(epoch),
+            "n_seeds": len(seeds), "steps_max": s_max, "icon_own_mean": base,
+            "own_gap_mean": float(own.mean()), "function_mean": float(function.mean()),
+            "training_mean": float(training.mean()),
+            "function_ci_low": fs["ci_low"], "function_ci_high": fs["ci_high"],
+            "training_ci_low": ts["ci_low"], "training_ci_high": ts["ci_high"],
+            "own_gap_pct": -100.0 * float(own.mean()) / base,
+            "function_pct": -100.0 * float(function.mean()) / base,
+            "training_pct": -100.0 * float(training.mean()) / base,
+            "function_share_pct": (100.0 * float(function.mean()) / float(own.mean())
+                                   if own.mean() != 0 else np.nan),
+            "p_value": ts["p_value"], "sign_flip_p": ts["sign_flip_p"],
+            "sign_flip_floor": ts["sign_flip_floor"], "g_z": ts["g_z"],
+            "sd_diff": ts["sd_diff"], "metric": TRAINING_TERM,
+            "rkdo_epoch": int(epoch), "icon_epoch": int(epoch)})
+    out = with_holm(pd.DataFrame(rows))
+    if out.empty:
+        return out
+    out = out.rename(columns={"p_value": "training_p", "sign_flip_p": "training_sign_flip_p",
+                              "sign_flip_floor": "training_sign_flip_floor",
+                              "g_z": "training_g_z", "p_holm": "training_p_holm",
+                              "mde80": "training_mde80", "mde_alpha": "training_mde_alpha",
+                              "sd_diff": "training_sd"})
+    gap0 = {}
+    if measured(df, "train_loss"):
+        for (dataset, protocol), _ in df.groupby(["dataset", "protocol"]):
+            seeds, r0, i0 = paired_values(df, dataset, protocol, "train_loss", 0, 0)
+            if seeds:
+                gap0[(dataset, protocol)] = improvement_pct(r0.mean(), i0.mean(), True)
+    out["gap0_pct"] = [gap0.get((d, p), np.nan) for d, p in zip(out.dataset, out.protocol)]
+    return out.drop(columns=["metric", "rkdo_epoch", "icon_epoch", "holm_m"]).reset_index(
+        drop=True)
+
+
+def epoch0_gap_sentences(df: pd.DataFrame) -> list[str]:
+    """One computed sentence per (dataset, protocol) at the last trained budget: the step-0
+    gap of the training loss, and the own-loss gap on the common yardstick split into the
+    function term and the training term (:func:`gap_decomposition`); only the training term
+    is tested. Says so where epoch 0, a trained budget or the yardstick is missing."""
+    dec = gap_decomposition(df)
+    out = []
+    for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
+        name = _label(dataset, protocol)
+        epochs = sorted(int(e) for e in g.epoch.unique())
+        trained = [e for e in epochs if e > 0]
+        gap0 = np.nan
+        if 0 in epochs and measured(g, "train_loss"):
+            seeds, r0, i0 = paired_values(df, dataset, protocol, "train_loss", 0, 0)
+            gap0 = improvement_pct(r0.mean(), i0.mean(), True) if seeds else np.nan
+        step0 = (f"the untrained encoder (epoch 0) already shows a training-loss gap of "
+                 f"{gap0:.2f} %" if np.isfinite(gap0) else
+                 "no training loss of the untrained encoder (epoch 0) in the results")
+        d = dec[(dec.dataset == dataset) & (dec.protocol == protocol)] if not dec.empty \
+            else dec
+        if not trained or d.empty or d[d.epoch == trained[-1]].empty:
+            why = ("no trained budget" if not trained else
+                   "the common yardstick (yardstick_icon / yardstick_rkdo) was not measured")
+            out.append(f"{name}: {step0}; the own-loss gap cannot be decomposed ({why}; "
+                       f"budgets present: {epochs}).")
+            continue
+        r = d[d.epoch == trained[-1]].iloc[0]
+        steps = f" ({int(r.steps_max)} optimizer steps)" if np.isfinite(r.steps_max) else ""
+        sig = np.isfinite(r.training_p) and r.training_p_holm < ALPHA_LEVEL
+        carrier = "training term" if abs(r.training_pct) > abs(r.function_pct) else \
+            "function term"
+        test = (f"95 % CI [{r.training_ci_low:+.4f}, {r.training_ci_high:+.4f}], paired t "
+                f"p = {_p(r.training_p)}, Holm {_p(r.training_p_holm)}, sign-flip p = "
+                f"{_p(r.training_sign_flip_p)}, n = {int(r.n_seeds)} seeds")
+        null = ("" if sig else "; not significant — "
+                + power_text(r.training_mde80, r.training_mde_alpha))
+        out.append(
+            f"{name}: {step0}. After {int(r.epoch)} epoch(s){steps}, on the common yardstick "
+            f"RKDO's own loss is {r.own_gap_pct:.2f} % below I-Con's; of this, "
+            f"{r.function_pct:.2f} points are the function term (the RKDO objective is lower "
+            f"than the I-Con objective on the same I-Con-trained encoder, 95 % CI of the "
+            f"difference [{r.function_ci_low:+.4f}, {r.function_ci_high:+.4f}]) and "
+            f"{r.training_pct:.2f} points the training term (RKDO-trained vs I-Con-trained "
+            f"encoder, both scored by RKDO's objective: {r.training_mean:+.4f}, {test}{null}). "
+            f"The {carrier} carries the gap.")
+    return out
+
+
+# ---------------------------------------------------------------------------- the yardstick
 def yardstick_comparison(df: pd.DataFrame) -> pd.DataFrame:
     """The common yardstick as a "trained with × scored with" comparison: one row per
     (dataset, protocol, epoch, scored_with), seeds paired. ``rkdo_*`` = the encoder trained
-    with RKDO, ``icon_*`` = trained with I-Con, both scored with the objective ``scored_with``
-    (``icon`` | ``rkdo``) on the same held-out images and views; lower is better.
+    with RKDO, ``icon_*`` = trained with I-Con, both scored with the yardstick
+    ``scored_with`` (``icon`` | ``rkdo`` — the two objectives — and, where measured, the
+    neutral yardsticks :data:`NEUTRAL_YARDSTICKS`) on the same held-out images and views.
 
-    Columns as :func:`paired_comparison` (diff = RKDO-trained − I-Con-trained, so a negative
-    difference favours RKDO's training) plus ``scored_with``; ``p_holm`` is Holm within each
-    (protocol, scored_with) family over the trained budgets (epoch 0 — two identical
-    untrained encoders — not counted). Empty when the metrics carry no yardstick."""
-    if not has_yardstick(df):
+    Columns as :func:`paired_comparison` (diff = RKDO-trained − I-Con-trained) plus
+    ``scored_with``, ``yardstick`` (the metrics key), ``lower_is_better``; ``p_holm`` is
+    Holm within each (protocol, yardstick) family over datasets × trained budgets
+    (:func:`holm_family`; epoch 0 — two identical untrained encoders — not counted). Empty
+    when the metrics carry no yardstick."""
+    if not any(measured(df, k) for k in ALL_YARDSTICKS):
         return pd.DataFrame()
     return _yardstick_rows(df)
 
 
 def _yardstick_rows(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
+    keys = [k for k in ALL_YARDSTICKS if measured(df, k)]
     for (dataset, protocol, epoch), g in df.groupby(["dataset", "protocol", "epoch"]):
-        for key in YARDSTICK:
+        for key in keys:
             seeds, r, i = paired_values(df, dataset, protocol, key, epoch, epoch)
             ok = ~(np.isnan(r) | np.isnan(i))
             seeds = [s for s, k in zip(seeds, ok) if k]
@@ -358,40 +638,47 @@ def _yardstick_rows(df: pd.DataFrame) -> pd.DataFrame:
             if not seeds:
                 continue
             steps_min, steps_max = _steps(g)
+            lower = ALL_YARDSTICKS[key][1]
             rows.append({"dataset": dataset, "protocol": protocol, "epoch": int(epoch),
-                         "scored_with": key.removeprefix("yardstick_"),
+                         "scored_with": yardstick_name(key), "yardstick": key,
+                         "lower_is_better": lower, "metric": key,
                          "n_seeds": len(seeds), "seeds": ",".join(map(str, seeds)),
                          "rkdo_mean": float(r.mean()), "rkdo_std": _std(r),
                          "icon_mean": float(i.mean()), "icon_std": _std(i),
-                         "improvement_pct": improvement_pct(r.mean(), i.mean(), True),
+                         "improvement_pct": improvement_pct(r.mean(), i.mean(), lower),
                          **paired_stats(r, i), "steps_min": steps_min,
                          "steps_max": steps_max})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["p_holm"] = np.nan
-    trained = out[out.epoch > 0]
-    for _, idx in trained.groupby(["protocol", "scored_with"]).groups.items():
-        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
-    return out.sort_values(["protocol", "dataset", "epoch", "scored_with"]).reset_index(
-        drop=True)
+    out = with_holm(out, rkdo_col="epoch", icon_col="epoch")
+    order = {yardstick_name(k): n for n, k in enumerate(ALL_YARDSTICKS)}
+    return (out.assign(_o=out.scored_with.map(order))
+            .sort_values(["protocol", "dataset", "epoch", "_o"]).drop(columns="_o")
+            .reset_index(drop=True))
 
 
-def _verdict_word(diff: float, p: float) -> str:
-    """'lower' / 'higher' (significant at ALPHA_LEVEL) or 'not different'."""
+def _verdict_word(diff: float, p: float, lower_is_better: bool = True) -> str:
+    """'lower' / 'higher' (RKDO-trained vs I-Con-trained, significant at ALPHA_LEVEL) or
+    'not different'; for a higher-is-better yardstick 'lower' still means RKDO better."""
     if np.isnan(p) or p >= ALPHA_LEVEL:
         return "not different"
-    return "lower" if diff < 0 else "higher"
+    better = diff < 0 if lower_is_better else diff > 0
+    return "lower" if better else "higher"
 
 
 def yardstick_verdicts(df: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, protocol), at the last trained budget: does RKDO's lower training loss
-    survive the common yardstick? ``survives`` is True when the RKDO-trained encoder scores
-    lower than the I-Con-trained one on BOTH fixed objectives, each with a paired p
-    (Holm-adjusted within its family) below :data:`ALPHA_LEVEL`; ``outcome`` is one of
+    survive the common yardstick? A conjunction ("better on both objectives"), so tested by
+    intersection–union: ``survives`` is True when the RKDO-trained encoder scores lower than
+    the I-Con-trained one on BOTH fixed objectives, each with its own paired p below
+    :data:`ALPHA_LEVEL` (no multiplicity adjustment: each part at α). ``outcome``:
     ``survives`` / ``reversed`` (I-Con-trained lower on both) / ``mixed`` / ``no difference``
-    / ``not measured``. ``own_gap_pct`` is Table 1's improvement on each method's own loss
-    at that budget."""
+    / ``not measured``. ``separating``: the yardsticks (objectives and neutral ones, where
+    measured) that separate the encoders at that budget — a disjunction over the m
+    yardsticks, so each at the Bonferroni level α/m — with the better side;
+    ``n_yardsticks`` = m. ``own_gap_pct`` is Table 1's improvement on each method's own
+    loss at that budget."""
     ys = yardstick_comparison(df)
     own = paired_comparison(df, metrics=("train_loss",)) if "train_loss" in df else None
     rows = []
@@ -405,20 +692,32 @@ def yardstick_verdicts(df: pd.DataFrame) -> pd.DataFrame:
                               if own_row is not None and len(own_row) else np.nan)
         sub = ys[(ys.dataset == dataset) & (ys.protocol == protocol)
                  & (ys.epoch == row["epoch"])] if not ys.empty else ys
-        if ys.empty or sub.empty or len(sub) < len(YARDSTICK):
-            row.update(outcome="not measured", survives=False)
+        objectives = sub[sub.yardstick.isin(list(YARDSTICK))] if not sub.empty else sub
+        if ys.empty or objectives.empty or len(objectives) < len(YARDSTICK):
+            row.update(outcome="not measured", survives=False, separating="",
+                       n_yardsticks=0)
             rows.append(row)
             continue
         words = {}
+        for r in objectives.itertuples():
+            words[r.scored_with] = _verdict_word(r.diff_mean, r.p_value)
         for r in sub.itertuples():
-            words[r.scored_with] = _verdict_word(r.diff_mean, r.p_holm)
             for k in ("rkdo_mean", "icon_mean", "diff_mean", "ci_low", "ci_high", "p_value",
-                      "p_holm", "n_seeds"):
+                      "sign_flip_p", "p_holm", "n_seeds", "mde80"):
                 row[f"{r.scored_with}_{k}"] = getattr(r, k)
+            row[f"{r.scored_with}_mde_iu"] = mde_at(r.sd_diff, r.n_seeds, ALPHA_LEVEL)
+        m = len(sub)
+        sep = []
+        for r in sub.itertuples():
+            if np.isfinite(r.p_value) and r.p_value < ALPHA_LEVEL / m:
+                better = (r.diff_mean < 0) if r.lower_is_better else (r.diff_mean > 0)
+                label = ALL_YARDSTICKS[r.yardstick][0]
+                sep.append(f"{label} ({'RKDO' if better else 'I-Con'}-trained better)")
         vals = set(words.values())
         outcome = ("survives" if vals == {"lower"} else "reversed" if vals == {"higher"}
                    else "no difference" if vals == {"not different"} else "mixed")
         row.update(outcome=outcome, survives=outcome == "survives",
+                   separating="; ".join(sep), n_yardsticks=m,
                    **{f"{k}_word": v for k, v in words.items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -426,10 +725,11 @@ def yardstick_verdicts(df: pd.DataFrame) -> pd.DataFrame:
 
 def yardstick_sentences(df: pd.DataFrame) -> list[str]:
     """One generated sentence per (dataset, protocol): does RKDO's lower loss survive the
-    common yardstick (see :func:`yardstick_verdicts` for the rule)?"""
+    common yardstick, and which yardsticks separate the encoders (see
+    :func:`yardstick_verdicts` for the rules)?"""
     out = []
     for v in yardstick_verdicts(df).itertuples():
-        name = f"{dataset_label(v.dataset)} ({v.protocol} protocol)"
+        name = _label(v.dataset, v.protocol)
         if v.outcome == "not measured":
             out.append(f"{name}: the common yardstick was not measured (metrics files without "
                        "yardstick_icon / yardstick_rkdo; re-evaluate the runs).")
@@ -444,33 +744,42 @@ def yardstick_sentences(df: pd.DataFrame) -> list[str]:
                 f"{getattr(v, f'{k}_rkdo_mean'):.4f} vs {getattr(v, f'{k}_icon_mean'):.4f} "
                 f"for the I-Con-trained one (difference {getattr(v, f'{k}_diff_mean'):+.4f}, "
                 f"95 % CI [{getattr(v, f'{k}_ci_low'):+.4f}, {getattr(v, f'{k}_ci_high'):+.4f}]"
-                f", p = {getattr(v, f'{k}_p_value'):.2g}, Holm {getattr(v, f'{k}_p_holm'):.2g}"
-                ")")
+                f", p = {_p(getattr(v, f'{k}_p_value'))}, sign-flip p = "
+                f"{_p(getattr(v, f'{k}_sign_flip_p'))})")
+        powers = "; ".join(
+            f"{label}: " + power_text(getattr(v, f"{yardstick_name(key)}_mde_iu"), ALPHA_LEVEL)
+            for key, label in YARDSTICK.items())
         verdict = {
             "survives": "RKDO's lower loss survives the common yardstick: the RKDO-trained "
                         "encoder is better on both objectives",
             "reversed": "RKDO's lower loss does not survive the common yardstick: the "
                         "I-Con-trained encoder is better on both objectives",
             "no difference": "RKDO's lower loss does not survive the common yardstick: "
-                             "neither objective separates the two encoders",
+                             f"neither objective separates the two encoders ({powers})",
             "mixed": "RKDO's lower loss does not survive the common yardstick as a whole: "
                      "the two objectives disagree",
         }[v.outcome]
-        rule = (f"paired t-tests over {int(v.icon_n_seeds)} seeds, Holm within each objective "
-                f"over the trained budgets, level {ALPHA_LEVEL}")
+        sep = (f" Yardsticks that separate the encoders (Bonferroni over the "
+               f"{int(v.n_yardsticks)} measured, each at {ALPHA_LEVEL / v.n_yardsticks:.3g}): "
+               + (v.separating if v.separating else "none") + ".")
+        rule = (f"paired t-tests over {int(v.icon_n_seeds)} seeds; 'better on both objectives' "
+                f"is a conjunction: intersection–union, each objective at level {ALPHA_LEVEL}, "
+                "no multiplicity adjustment")
         out.append(f"{name}, after {int(v.epoch)} epoch(s): "
-                   + "; ".join(filter(None, [own, *parts])) + f". {verdict} ({rule}).")
+                   + "; ".join(filter(None, [own, *parts])) + f". {verdict} ({rule})." + sep)
     return out
 
 
-def protocol_conclusions(comp: pd.DataFrame,
-                         metrics: tuple[str, ...] = ("linear_eval", "nmi", "ari",
-                                                     "neighborhood_acc")) -> pd.DataFrame:
+def protocol_conclusions(comp: pd.DataFrame, metrics: tuple[str, ...] = DOWNSTREAM_METRICS,
+                         gated: set | frozenset = frozenset()) -> pd.DataFrame:
     """Does the conclusion of a paired comparison change between protocols? One row per
     (dataset, metric, epoch) present under at least two protocols, with each protocol's
     conclusion — ``RKDO better`` / ``I-Con better`` (p_Holm < ALPHA_LEVEL) or
-    ``no difference`` — its means, p_Holm and steps, and ``same`` (all protocols agree).
-    Epoch 0 (identical untrained encoders, no test) is kept as the baseline row."""
+    ``no difference`` — its means, p_Holm, steps and ``<protocol>_mde80`` (the minimal
+    detectable difference at 80 % power at the Holm level applied), and ``same`` (all
+    protocols agree). Where (dataset, protocol) is in ``gated`` (the positive control fails,
+    :func:`gated_pairs`) the conclusion is :data:`GATED`. Epoch 0 (identical untrained
+    encoders, no test) is kept as the baseline row."""
     if comp.empty:
         return pd.DataFrame()
     sub = comp[comp.metric.isin(metrics)]  # epoch 0 too: the untrained baseline row
@@ -487,14 +796,18 @@ def protocol_conclusions(comp: pd.DataFrame,
                 continue
             r = r.iloc[0]
             better = "no difference"
-            if not np.isnan(r.p_holm) and r.p_holm < ALPHA_LEVEL:
-                higher_better = not METRICS[metric]
+            if (dataset, p) in gated:
+                better = GATED
+            elif not np.isnan(r.p_holm) and r.p_holm < ALPHA_LEVEL:
+                higher_better = not ALL_METRICS[metric]
                 better = ("RKDO better" if (r.diff_mean > 0) == higher_better
                           else "I-Con better")
             words.append(better)
             row.update({f"{p}_conclusion": better, f"{p}_rkdo_mean": r.rkdo_mean,
                         f"{p}_icon_mean": r.icon_mean, f"{p}_p_holm": r.p_holm,
-                        f"{p}_steps": r.steps_max})
+                        f"{p}_steps": r.steps_max,
+                        f"{p}_mde80": getattr(r, "mde80", np.nan),
+                        f"{p}_mde_alpha": getattr(r, "mde_alpha", np.nan)})
         row["same"] = len(set(words)) == 1
         rows.append(row)
     return pd.DataFrame(rows)

@@ -136,14 +136,20 @@ def _link(results_dir: Path, path: Path, text: str) -> str:
 
 
 def _audit_summary(manifest: dict) -> list[str]:
-    """The audit in brief, from the manifest: the step-0 and yardstick sentences and each
-    claim's computed verdict (the full checklist, with evidence and rules, is a table)."""
+    """The audit in brief, from the manifest: the positive control first (does training help
+    at all? where not, downstream verdicts are not testable), then the step-0 / gap
+    decomposition and yardstick sentences and each claim's computed verdict (the full
+    checklist, with evidence and rules, is a table)."""
     esc = html.escape
+    control = manifest.get("positive_control_sentences", [])
     sentences = manifest.get("epoch0_sentences", []) + manifest.get("yardstick_sentences", [])
     claims = manifest.get("claims", [])
-    if not sentences and not claims:
+    if not sentences and not claims and not control:
         return []
     parts = ["<h2>The audit in brief</h2>"]
+    if control:
+        parts.append("<h3>Positive control: does training help here?</h3><ul>"
+                     + "".join(f"<li>{esc(s)}</li>" for s in control) + "</ul>")
     if sentences:
         parts.append("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>")
     if claims:
@@ -153,7 +159,8 @@ def _audit_summary(manifest: dict) -> list[str]:
                   f"</td><td>{esc(str(c.get('protocol')))}</td>"
                   f"<td><b>{esc(str(c.get('verdict')))}</b></td></tr>" for c in claims]
         parts.append("</table><p>Evidence and the rule behind each verdict: the claims "
-                     "checklist table below.</p>")
+                     "checklist table below. A 'caveat' row is our interpretation beside a "
+                     "claim, not a verdict on the paper.</p>")
     return parts
 
 
