@@ -1,4 +1,5 @@
-"""The ``rkdo`` command line: train, evaluate, grid, verify, aggregate, theory, bench, flops.
+"""The ``rkdo`` command line: train, evaluate, grid, verify, aggregate, theory, mechanism, bench,
+flops.
 
 Every RunConfig field is an option (``--steps-per-epoch``, ``--alpha`` …), generated from
 the dataclass so the CLI and the config cannot drift apart. Options not given keep the
@@ -25,7 +26,7 @@ from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, run_label
 from .runs.backends import load_slurm_options
 from .runs.grid import plan_grid, run_grid
 from .runs.integrity import format_report, verify_results
-from .runs.notebooks import run_theory
+from .runs.notebooks import MECHANISM_NOTEBOOK, run_mechanism, run_theory
 from .runs.runner import describe_os_error
 from .runs.site import build_site
 
@@ -235,6 +236,23 @@ def cmd_theory(args) -> int:
     return 0
 
 
+def cmd_mechanism(args) -> int:
+    """Execute notebooks/06_mechanism.ipynb with papermill and render it to HTML."""
+    # deferred: papermill takes about a second to import
+    from papermill.exceptions import PapermillExecutionError
+
+    params = _notebook_params(args.param)
+    try:
+        out = run_mechanism(args.out, **params)
+    except ValueError as e:  # unknown parameter name: nothing was executed
+        raise NotebookParamError(str(e)) from None
+    except PapermillExecutionError as e:
+        return _notebook_failed(MECHANISM_NOTEBOOK, e, args.out)
+    print(f"executed {out}\nrendered {out.with_suffix('.html')}\n"
+          f"wrote {Path(args.out) / 'mechanism.csv'} and fig_mechanism.png/.pdf")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rkdo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -299,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("NAME", "VALUE"), help="override a notebook parameter "
                    "(n, d, alpha, k, lr, lr_overshoot, steps, seed, n_draws)")
     p.set_defaults(func=cmd_theory)
+
+    p = sub.add_parser("mechanism", help="execute the mechanism notebook: the function gap "
+                       "I-Con vs RKDO, synthetic and on a results folder's checkpoints")
+    p.add_argument("--out", default="results/default/mechanism", help="folder for the "
+                   "executed notebook, its HTML, mechanism.csv and fig_mechanism.png/.pdf")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="override a notebook parameter "
+                   "(results_dir, batch_size, dim, alignment, seeds)")
+    p.set_defaults(func=cmd_mechanism)
 
     # `rkdo bench ...` is handed to rkdo_core.tools.bench's own parser (see main); listed here
     # so that `rkdo --help` shows it.

@@ -102,6 +102,15 @@ class RunConfig:
     compile: bool = False
     # torch intra-op threads for this run; None leaves torch's default (all cores).
     threads: int | None = None
+    # ---- evaluation (training/evaluate.py; the defaults keep every earlier run's numbers) --
+    # full protocol: a fixed, seeded, class-stratified subset of this many train images is
+    # the probe's train set and the k-NN memory bank; None = the whole train split.
+    probe_train_images: int | None = None
+    # folds and number of C values (log-spaced in [1e-3, 1e2]) of the CV linear probe.
+    probe_cv_folds: int = 5
+    probe_cv_cs: int = 10
+    # at most this many evaluation images are scored by the yardsticks; None = all of them.
+    yardstick_images: int | None = None
     data_root: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +232,19 @@ def _validate(c: RunConfig) -> None:
     if c.threads is not None and (not _is_int(c.threads) or c.threads < 1):
         raise ConfigError("threads", c.threads,
                           "must be a positive integer, or None for torch's default (all cores)")
+    if c.probe_train_images is not None and (not _is_int(c.probe_train_images)
+                                             or c.probe_train_images < 20):
+        raise ConfigError("probe_train_images", c.probe_train_images,
+                          "must be an integer >= 20, or None for the whole train split")
+    if not _is_int(c.probe_cv_folds) or c.probe_cv_folds < 2:
+        raise ConfigError("probe_cv_folds", c.probe_cv_folds, "must be an integer >= 2")
+    if not _is_int(c.probe_cv_cs) or c.probe_cv_cs < 1:
+        raise ConfigError("probe_cv_cs", c.probe_cv_cs,
+                          "must be an integer >= 1 (C values log-spaced in [1e-3, 1e2])")
+    if c.yardstick_images is not None and (not _is_int(c.yardstick_images)
+                                           or c.yardstick_images < 2):
+        raise ConfigError("yardstick_images", c.yardstick_images,
+                          "must be an integer >= 2, or None for every evaluation image")
     if not isinstance(c.device, str) or not _DEVICE_RE.match(c.device):
         raise ConfigError("device", c.device, "allowed: auto, cpu, cuda, cuda:N, mps")
     if c.data_root is not None and not isinstance(c.data_root, str):
@@ -256,7 +278,7 @@ GRID_KEYS = ("description", "preset", "datasets", "methods", "seeds", "epochs", 
              "per_dataset", "aggregate")
 #: RunConfig fields a grid sets through its own keys, so `config:` may not set them
 _GRID_AXES = ("dataset", "method", "seed", "epochs", "protocol")
-AGGREGATE_KEYS = ("table4_epoch", "table3_pairs")
+AGGREGATE_KEYS = ("table4_epoch", "table3_pairs", "min_important_difference")
 
 
 @dataclass(frozen=True)
@@ -376,6 +398,12 @@ def grid_from_dict(data: Any, *, name: str = "grid", source: str | None = None) 
             for p in pairs)):
         raise ConfigError(f"{where}: aggregate.table3_pairs", pairs,
                           "must be a list of [rkdo_epoch, icon_epoch] pairs, e.g. [[1, 5]]")
+    mid = agg.get("min_important_difference")
+    if mid is not None and not (isinstance(mid, (int, float)) and not isinstance(mid, bool)
+                                and 0 < mid <= 1):
+        raise ConfigError(f"{where}: aggregate.min_important_difference", mid,
+                          "must be a number in (0, 1]: the absolute minimal important "
+                          "difference of the linear probe (accuracy), e.g. 0.02")
     spec = GridSpec(name=name, preset=preset, datasets=datasets, methods=methods, seeds=seeds,
                     epochs=tuple(epochs), config=config, per_dataset=per_dataset,
                     aggregate=dict(agg), description=str(data.get("description", "")),

@@ -55,10 +55,18 @@ AGGREGATE_NOTEBOOK = "05_aggregate.ipynb"
 #: version of the metrics files evaluation writes; a file of another version (e.g. one
 #: written before the yardstick and FLOP keys existed) is recomputed even without ``force``.
 #: 2: + yardstick_icon/_rkdo/_images/_seed/_settings, flops_per_step, train_flops.
-EVAL_VERSION = 2
+#: 3: + the neutral yardsticks (EVAL_V3_KEYS, both protocols) and, full protocol, the
+#:    encoder measures of EVAL_FULL_KEYS (CV probe, weighted k-NN, cosine 5-NN).
+EVAL_VERSION = 3
 #: keys every current metrics file holds beyond the paper's metrics.
 EVAL_V2_KEYS = ("yardstick_icon", "yardstick_rkdo", "yardstick_images", "yardstick_seed",
                 "yardstick_settings", "flops_per_step", "train_flops")
+#: neutral yardsticks (rkdo_core.neutral) on the common yardstick's views, both protocols.
+EVAL_V3_KEYS = ("yard_alignment", "yard_uniformity", "yard_rankme", "yard_infonce_t01",
+                "yard_infonce_t05", "yard_rkdo_fixed")
+#: measures of the encoder every current full-protocol metrics file holds.
+EVAL_FULL_KEYS = ("linear_cv", "linear_cv_C", "linear_cv_n_iter", "linear_cv_converged",
+                  "knn20", "knn5_cosine", "probe_train_images")
 
 #: files whose presence makes a ``seed_*`` folder a (possibly unfinished) run folder
 RUN_MARKERS = (TRAIN_LOG, TRAIN_COMPLETE, CONFIG, TRAIN_NOTEBOOK, RUN_FAILED)

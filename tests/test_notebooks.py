@@ -163,6 +163,15 @@ def test_theory_notebook_defines_no_functions():
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
+def test_mechanism_notebook_defines_no_functions_and_makes_one_call():
+    nb = nbformat.read(NOTEBOOK_DIR / "06_mechanism.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert not re.search(r"^\s*(async\s+)?def\s+\w|lambda\b", code, re.M)
+    assert code.count("run_mechanism_analysis(") == 1
+    assert "results_dir = None" in code  # synthetic only unless a results folder is given
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
 def test_cli_theory_bad_parameters(tmp_path, capsys):
     from rkdo_core.cli import main
 

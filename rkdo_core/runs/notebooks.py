@@ -16,6 +16,9 @@ from typing import Any
 
 from ..layout import THEORY_NOTEBOOK
 
+#: the mechanism notebook (rkdo mechanism)
+MECHANISM_NOTEBOOK = "06_mechanism.ipynb"
+
 #: the repository's notebooks/ folder
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: the kernel `make` registers for the project's .venv (Makefile: ipykernel install --name rkdo)
@@ -117,5 +120,19 @@ def run_theory(out_dir: str | Path, **params: Any) -> Path:
     executed notebook's path."""
     out_dir = Path(out_dir)
     out = execute_notebook(THEORY_NOTEBOOK, out_dir / THEORY_NOTEBOOK, params, cwd=out_dir)
+    render_html(out)
+    return out
+
+
+def run_mechanism(out_dir: str | Path, **params: Any) -> Path:
+    """Execute 06_mechanism into ``out_dir/06_mechanism.ipynb`` with ``params`` overriding its
+    parameters (e.g. ``results_dir``), in ``out_dir`` (it writes mechanism.csv and
+    fig_mechanism.png/.pdf there), and render the HTML beside it. Returns the executed
+    notebook's path. A relative ``results_dir`` is taken relative to the current folder."""
+    out_dir = Path(out_dir)
+    if params.get("results_dir") is not None:
+        params["results_dir"] = str(Path(params["results_dir"]).resolve())
+    out = execute_notebook(MECHANISM_NOTEBOOK, out_dir / MECHANISM_NOTEBOOK, params,
+                           cwd=out_dir)
     render_html(out)
     return out

@@ -24,6 +24,18 @@ Protocol (`yardstick`):
 * the model in eval mode (batch-norm running statistics), under inference mode, one forward
   pass per view, float32;
 * the mean of the per-batch losses.
+
+The same pass also scores the views on the **neutral yardsticks** of
+:mod:`rkdo_core.neutral` (measures neither method optimises), each the mean over the same
+batches: ``yard_alignment`` and ``yard_uniformity`` (Wang & Isola 2020; uniformity over the
+rows of both views of a batch), ``yard_infonce_t01`` / ``yard_infonce_t05`` (InfoNCE
+without the positive in the denominator, τ 0.1 / 0.5, both views' negatives) and, when a
+``teacher`` is given, ``yard_rkdo_fixed``: the RKDO objective (the run's settings) whose
+targets come from a frozen reference encoder's embeddings of the same views
+(`neutral.rkdo_fixed_teacher`). Evaluation passes the run's epoch-0 checkpoint (the
+untrained encoder: the same seed gives both methods the same one), so it is one fixed
+function for every checkpoint of both methods. ``yard_rankme`` (RankMe of the evaluation
+images' projection embeddings) is computed by `evaluate` from its single embedding pass.
 """
 
 from __future__ import annotations
@@ -36,11 +48,18 @@ import torch
 from ..augment import two_views
 from ..config import RunConfig
 from ..losses import icon_loss, rkdo_loss
+from ..neutral import alignment, infonce_excluding_positive, rkdo_fixed_teacher, uniformity
 
 #: Seed of the yardstick's views: fixed, independent of every run's training seed.
 YARDSTICK_SEED = 20_251_128
 #: How a last batch smaller than ``batch_size`` is handled (recorded in the settings).
 PARTIAL_BATCH = "dropped"
+#: temperatures of the neutral InfoNCE yardstick, by metrics key
+INFONCE_TEMPERATURES = {"yard_infonce_t01": 0.1, "yard_infonce_t05": 0.5}
+#: the frozen reference encoder of ``yard_rkdo_fixed`` (as recorded)
+RKDO_FIXED_TEACHER = "the run's epoch-0 checkpoint (untrained encoder of its seed)"
+
+ViewEmbeddings = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def yardstick_settings(config: RunConfig) -> dict[str, Any]:
@@ -49,7 +68,13 @@ def yardstick_settings(config: RunConfig) -> dict[str, Any]:
             "rkdo": {"temperature": config.temperature, "alpha": config.alpha,
                      "depth": config.depth, "beta": config.beta},
             "batch_size": config.batch_size, "partial_batch": PARTIAL_BATCH,
-            "views": "augment.two_views", "model_mode": "eval"}
+            "views": "augment.two_views", "model_mode": "eval",
+            "neutral": {"alignment_alpha": 2, "uniformity_t": 2,
+                        "uniformity_rows": "both views of a batch",
+                        "infonce_temperatures": list(INFONCE_TEMPERATURES.values()),
+                        "infonce_negatives": "both", "rkdo_fixed_teacher": RKDO_FIXED_TEACHER,
+                        "rankme": "projection embeddings of the scored evaluation images, "
+                                  "un-augmented"}}
 
 
 def batch_bounds(n_images: int, batch_size: int) -> list[tuple[int, int]]:
@@ -73,27 +98,75 @@ def yardstick_views(images: torch.Tensor, batch_size: int, seed: int = YARDSTICK
         yield two_views(images[start:stop].cpu(), g)
 
 
+def _memory_format(model: torch.nn.Module) -> torch.memory_format:
+    w = next((m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return (torch.channels_last if w is not None and not w.is_contiguous()
+            and w.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+
+
+@torch.inference_mode()
+def view_embeddings(model: torch.nn.Module, images: torch.Tensor, batch_size: int, *,
+                    seed: int = YARDSTICK_SEED) -> ViewEmbeddings:
+    """``[(z1, z2), ...]``: ``model``'s float32 CPU projections of each scored batch's two
+    views (:func:`yardstick_views`), the model in eval mode — e.g. a teacher's, computed once
+    per run and passed to :func:`yardstick` for every checkpoint."""
+    model.eval()
+    device = next(model.parameters()).device
+    fmt = _memory_format(model)
+    return [tuple(model(v.to(device).contiguous(memory_format=fmt)).float().cpu()
+                  for v in (v1, v2))
+            for v1, v2 in yardstick_views(images, batch_size, seed)]
+
+
 @torch.inference_mode()
 def yardstick(model: torch.nn.Module, images: torch.Tensor, config: RunConfig, *,
-              seed: int = YARDSTICK_SEED) -> dict[str, Any]:
+              seed: int = YARDSTICK_SEED, teacher: ViewEmbeddings | None = None
+              ) -> dict[str, Any]:
     """Score ``model`` on both fixed objectives over uint8 ``images`` (N, 3, H, W).
 
     Returns the metrics-file keys ``yardstick_icon``, ``yardstick_rkdo`` (floats),
-    ``yardstick_images`` (int), ``yardstick_seed`` (int), ``yardstick_settings`` (dict).
-    Leaves the model in eval mode."""
+    ``yardstick_images`` (int), ``yardstick_seed`` (int), ``yardstick_settings`` (dict), and
+    the neutral yardsticks of the same views ``yard_alignment``, ``yard_uniformity``,
+    ``yard_infonce_t01``, ``yard_infonce_t05`` and, with ``teacher`` (the frozen reference
+    encoder's :func:`view_embeddings` of the same images, batch size and seed),
+    ``yard_rkdo_fixed``. Leaves the model in eval mode."""
     settings = yardstick_settings(config)
     model.eval()
     device = next(model.parameters()).device
-    w = next((m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    fmt = (torch.channels_last if w is not None and not w.is_contiguous()
-           and w.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
-    icon, rkdo, n = [], [], 0
-    for v1, v2 in yardstick_views(images, config.batch_size, seed):
+    fmt = _memory_format(model)
+    scores: dict[str, list[torch.Tensor]] = {k: [] for k in (
+        "icon", "rkdo", "yard_alignment", "yard_uniformity", *INFONCE_TEMPERATURES,
+        "yard_rkdo_fixed")}
+    n = 0
+    for b, (v1, v2) in enumerate(yardstick_views(images, config.batch_size, seed)):
         z1, z2 = (model(v.to(device).contiguous(memory_format=fmt)).float() for v in (v1, v2))
-        icon.append(icon_loss(z1, z2, **settings["icon"]))
-        rkdo.append(rkdo_loss(z1, z2, **settings["rkdo"]))
+        scores["icon"].append(icon_loss(z1, z2, **settings["icon"]))
+        scores["rkdo"].append(rkdo_loss(z1, z2, **settings["rkdo"]))
+        scores["yard_alignment"].append(alignment(z1, z2))
+        scores["yard_uniformity"].append(uniformity(torch.cat([z1, z2])))
+        for key, tau in INFONCE_TEMPERATURES.items():
+            scores[key].append(infonce_excluding_positive(z1, z2, tau))
+        if teacher is not None:
+            t1, t2 = teacher[b]
+            if t1.shape[0] != z1.shape[0]:
+                raise ValueError(f"teacher batch {b} has {t1.shape[0]} rows, the scored batch "
+                                 f"{z1.shape[0]}: give the teacher's view_embeddings of the "
+                                 "same images, batch size and seed")
+            scores["yard_rkdo_fixed"].append(rkdo_fixed_teacher(
+                z1, z2, t1.to(z1.device), t2.to(z1.device), **settings["rkdo"]))
         n += v1.shape[0]
-    return {"yardstick_icon": float(torch.stack(icon).mean()),
-            "yardstick_rkdo": float(torch.stack(rkdo).mean()),
-            "yardstick_images": n, "yardstick_seed": int(seed),
-            "yardstick_settings": settings}
+    if teacher is not None and len(teacher) != len(scores["icon"]):
+        raise ValueError(f"teacher has {len(teacher)} batches, the yardstick "
+                         f"{len(scores['icon'])}")
+
+    def mean(key: str) -> float:
+        return float(torch.stack(scores[key]).mean())
+
+    out = {"yardstick_icon": mean("icon"), "yardstick_rkdo": mean("rkdo"),
+           "yardstick_images": n, "yardstick_seed": int(seed),
+           "yardstick_settings": settings}
+    for key in ("yard_alignment", "yard_uniformity", *INFONCE_TEMPERATURES):
+        out[key] = mean(key)
+    if teacher is not None:
+        out["yard_rkdo_fixed"] = mean("yard_rkdo_fixed")
+    return out
