@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets as tvd
+from helpers import idx_images_bytes, idx_labels_bytes, miniature, write_fashion, write_gz
 
 from rkdo_core import data as D
 from rkdo_core import datasets as facts_module
@@ -36,47 +37,6 @@ REAL_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 # ---------------------------------------------------------------------------------------
 # fixtures: miniature files in the official format
 # ---------------------------------------------------------------------------------------
-
-def idx_images_bytes(images: np.ndarray, *, magic: int = 2051, count: int | None = None) -> bytes:
-    """IDX images: magic, count, rows, cols as big-endian uint32, then the pixels row-major."""
-    n, rows, cols = images.shape
-    header = struct.pack(">IIII", magic, n if count is None else count, rows, cols)
-    return header + np.ascontiguousarray(images, dtype=np.uint8).tobytes()
-
-
-def idx_labels_bytes(labels, *, magic: int = 2049, count: int | None = None) -> bytes:
-    """IDX labels: magic, count as big-endian uint32, then one byte per label."""
-    labels = np.asarray(labels, dtype=np.uint8)
-    return struct.pack(">II", magic, len(labels) if count is None else count) + labels.tobytes()
-
-
-def write_gz(path: Path, content: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(content, mtime=0))
-    return path
-
-
-def miniature(seed: int = 0, n_train: int = 20, n_test: int = 10):
-    """Known images and labels: image i of the train split is the constant 10 * i + 5
-    (a constant image stays constant when resized), except image 1, a random pattern;
-    labels cycle through 0..9 shifted by ``seed`` so two folders' files differ."""
-    train_x = np.stack([np.full((28, 28), 10 * i + 5, dtype=np.uint8) for i in range(n_train)])
-    train_x[1] = np.random.default_rng(seed).integers(0, 256, (28, 28), dtype=np.uint8)
-    test_x = np.random.default_rng(seed + 100).integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
-    train_y = (np.arange(n_train) + seed) % 10
-    test_y = (np.arange(n_test) * 3 + seed) % 10
-    return train_x, train_y, test_x, test_y
-
-
-def write_fashion(folder: Path, seed: int = 0, **kwargs):
-    """The four official file names in ``folder``, holding :func:`miniature` data."""
-    train_x, train_y, test_x, test_y = expected = miniature(seed, **kwargs)
-    write_gz(folder / TRAIN_IMAGES, idx_images_bytes(train_x))
-    write_gz(folder / TRAIN_LABELS, idx_labels_bytes(train_y))
-    write_gz(folder / TEST_IMAGES, idx_images_bytes(test_x))
-    write_gz(folder / TEST_LABELS, idx_labels_bytes(test_y))
-    return expected
-
 
 @pytest.fixture
 def debian_dir(tmp_path, monkeypatch):

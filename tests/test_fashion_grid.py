@@ -1,0 +1,70 @@
+"""`make reproduce-fashion`'s grid (params/fashion.yaml): with the dataset's files missing it
+stops before any run with the loader's error; on miniature files in the official format one
+run of its configuration trains and evaluates (every full-protocol key present)."""
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torchvision.datasets as tvd
+from helpers import idx_images_bytes, idx_labels_bytes, write_gz
+
+from rkdo_core import data as D
+from rkdo_core.cli import main
+from rkdo_core.config import load_params
+from rkdo_core.data import FASHION_MNIST_FILES
+from rkdo_core.layout import EVAL_FULL_KEYS, EVAL_V3_KEYS
+from rkdo_core.training.evaluate import evaluate_run
+from rkdo_core.training.train import train
+
+SPEC = load_params("params/fashion.yaml")
+
+
+@pytest.fixture
+def nowhere(tmp_path, monkeypatch):
+    """No Fashion-MNIST files anywhere: an empty data root, an empty 'Debian' folder, and a
+    download that fails as it does without a network."""
+    monkeypatch.setattr(D, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setenv("RKDO_DATA_ROOT", str(tmp_path / "data"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", offline)
+    return tmp_path
+
+
+def test_fashion_grid_stops_before_any_run_when_files_are_missing(nowhere, capsys):
+    out = nowhere / "results"
+    assert main(["grid", "params/fashion.yaml", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "fashion_mnist" in err and "apt-get install dataset-fashion-mnist" in err
+    assert str(nowhere / "debian") in err and "train-images-idx3-ubyte.gz" in err
+    assert not list(out.glob("fashion_mnist/*/*/seed_*")), "a run was started"
+
+
+def test_fashion_grid_config_is_the_learning_regime():
+    cfgs = SPEC.configs()
+    assert {c.dataset for c in cfgs} == {"fashion_mnist"} and len(cfgs) == 10
+    assert all(c.protocol == "full" and c.eval_images is None for c in cfgs)  # whole test set
+    assert SPEC.aggregate["min_important_difference"] == 0.02
+
+
+def test_one_fashion_run_trains_and_evaluates_on_miniature_files(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for (images, labels), n in zip((FASHION_MNIST_FILES[:2], FASHION_MNIST_FILES[2:]), (80, 40)):
+        write_gz(root / "fashion_mnist" / images,
+                 idx_images_bytes(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)))
+        write_gz(root / "fashion_mnist" / labels, idx_labels_bytes(np.arange(n) % 10))
+    monkeypatch.setattr(D, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "debian")
+    cfg = SPEC.configs()[0].replace(data_root=str(root), steps_per_epoch=2, batch_size=16,
+                                    epochs=(1,), probe_train_images=40, yardstick_images=32,
+                                    probe_cv_cs=2, probe_cv_folds=2, threads=1)
+    train(cfg, tmp_path / "run", progress=False)
+    rows = evaluate_run(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [0, 1] and [r["steps"] for r in rows] == [0, 2]
+    for r in rows:
+        assert r["dataset"] == "fashion_mnist" and r["eval_images"] == 40
+        assert set(EVAL_V3_KEYS) | set(EVAL_FULL_KEYS) <= set(r)
+        assert 0 <= r["linear_cv"] <= 1 and 0 <= r["knn20"] <= 1
