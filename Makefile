@@ -32,6 +32,7 @@ reproduce: $(STAMP)
 	$(VENV)/bin/rkdo aggregate $(RESULTS)
 	mkdir -p figures
 	cp $(RESULTS)/figures/*.png $(RESULTS)/figures/*.pdf figures/
+	$(VENV)/bin/rkdo readme $(RESULTS) --summary figures/summary.json --readme README.md
 	@echo "done: open $(RESULTS)/index.html (tables, figures, every executed notebook)"
 
 # The Fashion-MNIST supplement (real images, a regime chosen for the positive control):

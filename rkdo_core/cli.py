@@ -23,6 +23,7 @@ from pathlib import Path
 from .config import ConfigError, RunConfig, load_params, parse_int_list
 from .errors import DatasetUnavailableError, NonFiniteLossError
 from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, run_label
+from .reporting.readme import load_summary, update_readme, write_summary
 from .runs.backends import load_slurm_options
 from .runs.grid import plan_grid, run_grid
 from .runs.integrity import format_report, verify_results
@@ -208,6 +209,15 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+def cmd_readme(args) -> int:
+    """Write the results folder's summary JSON and regenerate the README's results block."""
+    summary = write_summary(args.results_dir, args.summary)
+    update_readme(args.readme, load_summary(args.summary))
+    print(f"wrote {args.summary} ({len(summary['claims'])} claims) and the results block of "
+          f"{args.readme}")
+    return 0
+
+
 class NotebookParamError(ValueError):
     """A notebook parameter given on the command line is malformed or unknown."""
 
@@ -309,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip executing 04_figures for one run per dataset and method")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("readme", help="summarise an aggregated results folder into "
+                       "figures/summary.json and regenerate README.md's results block from it")
+    p.add_argument("results_dir")
+    p.add_argument("--summary", default="figures/summary.json")
+    p.add_argument("--readme", default="README.md")
+    p.set_defaults(func=cmd_readme)
 
     p = sub.add_parser("theory", help="execute the convergence-theory notebook (docs/method.md §5)")
     p.add_argument("--out", default="results/default/theory", help="folder for the executed "

@@ -1,4 +1,5 @@
-"""Shared test helpers: synthetic run folders laid out as the grid writes them, with known
+"""Shared test helpers: the tiny two-run grid of the back-end and crash tests, the text of
+an executed notebook's outputs, synthetic run folders laid out as the grid writes them, with known
 metrics (used by test_stats, test_tables, test_claims, test_compute, test_figures,
 test_aggregate_notebook, test_report and test_audit_gates), and miniature Fashion-MNIST
 files in the official IDX format (test_fashion_data, test_fashion_grid)."""
@@ -131,3 +132,57 @@ def write_fashion(folder: Path, seed: int = 0, **kwargs):
     write_gz(folder / FASHION_MNIST_FILES[2], idx_images_bytes(test_x))
     write_gz(folder / FASHION_MNIST_FILES[3], idx_labels_bytes(test_y))
     return expected
+
+
+# ---- the back-end and crash tests' tiny grid (the smoke grid's seed 42) ----------------
+
+TINY = """\
+description: two runs for the back-end and crash tests (the smoke grid's seed 42)
+datasets: [digits]
+methods: [rkdo, icon]
+seeds: [42]
+epochs: [1, 2]
+config: {steps_per_epoch: 2, batch_size: 16, eval_images: 64, threads: 1}
+"""
+#: fields of a metrics file that describe the machine or the clock, not the result
+TIMING = {"seconds", "device"}
+
+
+def tiny_params(folder: Path, methods=("rkdo", "icon")) -> Path:
+    p = folder / f"tiny_{'_'.join(methods)}.yaml"
+    p.write_text(TINY.replace("[rkdo, icon]", f"[{', '.join(methods)}]"))
+    return p
+
+
+def results_numbers(out: Path) -> dict[str, object]:
+    """Every metrics file (minus timing fields) and every loss of the training logs."""
+    numbers = {}
+    for p in sorted(out.rglob("metrics/epoch_*.json")):
+        rec = {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING}
+        numbers[str(p.relative_to(out))] = rec
+    for p in sorted(out.rglob("train_log.jsonl")):
+        numbers[str(p.relative_to(out))] = [json.loads(line)["loss"]
+                                             for line in p.read_text().splitlines()]
+    return numbers
+
+
+def same_as_reference(ours: dict, reference: Path) -> bool:
+    """``ours`` (:func:`results_numbers` of a tiny grid) equals the uninterrupted smoke
+    grid's numbers for the same runs (the session's ``smoke_results``: params/smoke.yaml,
+    whose seed 42 the tiny grid is)."""
+    theirs = results_numbers(reference)
+    return set(ours) <= set(theirs) and ours == {k: theirs[k] for k in ours}
+
+
+# ---- executed notebooks -------------------------------------------------------------
+
+def outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out["text"])
+            elif "data" in out:
+                parts.append(out["data"].get("text/markdown", ""))
+                parts.append(out["data"].get("text/plain", ""))
+    return "\n".join(parts)

@@ -6,9 +6,9 @@ import re
 
 import nbformat
 import pandas as pd
+import papermill
 import pytest
-from helpers import write_synthetic_results
-from test_notebooks import _outputs_text
+from helpers import outputs_text, write_synthetic_results
 
 from rkdo_core.reporting.claims import VERDICTS
 from rkdo_core.reporting.tables import TABLE_NAMES
@@ -30,7 +30,7 @@ def executed(tmp_path_factory):
     return nbformat.read(path, as_version=4), out_dir, rows
 
 
-_text = _outputs_text
+_text = outputs_text
 
 
 def test_notebook_runs_without_errors(executed):
@@ -101,14 +101,12 @@ def test_notebook_is_thin_and_committed_clean():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    assert tagged[0].source == (
-        'results_dir = "results/smoke"\nout_dir = "results/smoke/aggregate"\n'
-        "reported_path = None\ntable4_epoch = 2\ntable3_pairs = [[1, 5], [2, 5]]\n"
-        "flops_path = None  # `rkdo flops --out` JSON; None: results_dir/flops.json\n"
-        "theory_checks_path = None  # the theory notebook's checks; None: "
-        "results_dir/theory/checks.json\n"
-        "min_important_difference = None  # params aggregate: margin M of claim (b); None: "
-        "from the data")
+    # the parameters as papermill sees them (names and defaults), not the cell's characters
+    params = papermill.inspect_notebook(str(NOTEBOOK))
+    assert {k: v["default"] for k, v in params.items()} == {
+        "results_dir": '"results/smoke"', "out_dir": '"results/smoke/aggregate"',
+        "reported_path": "None", "table4_epoch": "2", "table3_pairs": "[[1, 5], [2, 5]]",
+        "flops_path": "None", "theory_checks_path": "None", "min_important_difference": "None"}
     assert set(notebook_parameters(NOTEBOOK)) == {
         "results_dir", "out_dir", "reported_path", "table4_epoch", "table3_pairs",
         "flops_path", "theory_checks_path", "min_important_difference"}

@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import results_numbers, same_as_reference, tiny_params
 
 from rkdo_core.cli import main
 from rkdo_core.config import ConfigError, load_params
@@ -27,44 +28,6 @@ from rkdo_core.runs.backends import load_slurm_options
 from rkdo_core.runs.locks import RunLocked, lock_holder, run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = """\
-description: two runs for the back-end and crash tests (the smoke grid's seed 42)
-datasets: [digits]
-methods: [rkdo, icon]
-seeds: [42]
-epochs: [1, 2]
-config: {steps_per_epoch: 2, batch_size: 16, eval_images: 64, threads: 1}
-"""
-#: fields of a metrics file that describe the machine or the clock, not the result
-TIMING = {"seconds", "device"}
-
-
-def tiny_params(folder: Path, methods=("rkdo", "icon")) -> Path:
-    p = folder / f"tiny_{'_'.join(methods)}.yaml"
-    p.write_text(TINY.replace("[rkdo, icon]", f"[{', '.join(methods)}]"))
-    return p
-
-
-def results_numbers(out: Path) -> dict[str, object]:
-    """Every metrics file (minus timing fields) and every loss of the training logs."""
-    numbers = {}
-    for p in sorted(out.rglob("metrics/epoch_*.json")):
-        rec = {k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING}
-        numbers[str(p.relative_to(out))] = rec
-    for p in sorted(out.rglob("train_log.jsonl")):
-        numbers[str(p.relative_to(out))] = [json.loads(line)["loss"]
-                                             for line in p.read_text().splitlines()]
-    return numbers
-
-
-def same_as_reference(ours: dict, reference: Path) -> bool:
-    """``ours`` (:func:`results_numbers` of a tiny grid) equals the uninterrupted smoke
-    grid's numbers for the same runs (the session's ``smoke_results``: params/smoke.yaml,
-    whose seed 42 the tiny grid is)."""
-    theirs = results_numbers(reference)
-    return set(ours) <= set(theirs) and ours == {k: theirs[k] for k in ours}
-
-
 # ---- the lock ----------------------------------------------------------------------------
 
 def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_backends import results_numbers, same_as_reference, tiny_params
+from helpers import results_numbers, same_as_reference, tiny_params
 
 from rkdo_core.cli import main
 from rkdo_core.config import load_params

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import outputs_text
 
 from rkdo_core.layout import THEORY_NOTEBOOK
 from rkdo_core.runs.notebooks import (
@@ -42,18 +43,6 @@ EXPECTED_LINES = [
 ]
 
 
-def _outputs_text(nb) -> str:
-    parts = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
-                parts.append(out["text"])
-            elif "data" in out:
-                parts.append(out["data"].get("text/markdown", ""))
-                parts.append(out["data"].get("text/plain", ""))
-    return "\n".join(parts)
-
-
 @pytest.fixture(scope="module")
 def theory_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("theory")
@@ -71,7 +60,7 @@ def test_theory_notebook_executes_without_errors(theory_run):
 
 
 def test_theory_notebook_prints_every_check(theory_run):
-    text = _outputs_text(theory_run[1])
+    text = outputs_text(theory_run[1])
     for line in EXPECTED_LINES:
         assert line in text, f"missing printed check {line!r}"
     assert "FAILS" not in text.split("Summary of the checks:")[1].split("checks hold")[0]
@@ -84,7 +73,7 @@ def test_theory_notebook_writes_checks_json(theory_run):
     # notebook printed in its summary, same verdicts.
     path, nb = theory_run
     checks = json.loads((path.parent / "checks.json").read_text())
-    summary = _outputs_text(nb).split("Summary of the checks:")[1].split("checks hold")[0]
+    summary = outputs_text(nb).split("Summary of the checks:")[1].split("checks hold")[0]
     printed = [ln.strip() for ln in summary.splitlines() if ln.startswith("  ")]
     assert len(checks) == len(printed) >= 10
     for entry, line in zip(checks, printed):
@@ -99,7 +88,7 @@ def test_theory_notebook_records_the_injected_parameters(theory_run):
     nb = theory_run[1]
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "n_draws = 40" in injected[0].source
-    assert "n = 6, d = 1, α = 0.5, k = 3" in _outputs_text(nb)
+    assert "n = 6, d = 1, α = 0.5, k = 3" in outputs_text(nb)
 
 
 def test_theory_notebook_is_rendered_to_html(theory_run):
