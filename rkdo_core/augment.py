@@ -27,20 +27,14 @@ once, with every random parameter drawn *per image* from an explicit ``torch.Gen
 `augment` = `apply_params` ∘ `sample_params`, so its output is a deterministic function of the
 images and the generator state.
 
-Choice, by measurement (/tmp/bench_augment.py, this machine's CPU, torch 2.14.1, torchvision
-0.29.1, kornia 0.9.0; one view; min / median over repeated calls, in ms). The 2 cores were
-shared with other jobs: with 2 torch threads small ops stalled on OpenMP under contention
-(up to 30x slower, e.g. 300 ms for B=16), so the comparison was run with 1 thread::
+Options compared when this module was written (one view, batches of 64 images at 32×32 and
+32 at 64×64, one torch thread): (0) PIL per image (``reference_transform``), (a)
+torchvision.transforms.v2 per image on uint8 tensors, (b) kornia.augmentation batched, (c)
+this module, (c') this module with torchvision's per-image ``resized_crop``. ``rkdo bench``
+times the training step with (c) against the reference pipeline with (0) on the machine at
+hand; the comparison of the other options is not kept as a command.
 
-    method                                          B=64, 32x32    B=32, 64x64
-    (0) PIL per image (reference_transform)         40.7 /  49.5   25.8 / 32.7
-    (a) torchvision.transforms.v2 per image, uint8  56.4 /  94.1   35.3 / 40.0
-    (b) kornia.augmentation, batched                13.7 /  18.2   19.7 / 27.9
-    (c) this module                                  9.8 /  11.2   15.8 / 21.8
-    (c') this module, per-image v2 resized_crop     14.4 /  15.7   22.4 / 30.1
-        (sample_params alone                         0.4            0.4)
-
-(c) is fastest and the only option that is faithful per image and seeded by a
+(c) was the fastest and is the only option that is faithful per image and seeded by a
 ``torch.Generator``: kornia's ``ColorJitter`` draws one op order per *batch* (torchvision draws
 one per image), and its random modules draw from the global RNG (a ``fork_rng`` + reseed
 wrapper, as used for (b) in the benchmark, would be needed for determinism). 40-70 % of (c)'s time

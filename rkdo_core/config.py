@@ -95,10 +95,10 @@ class RunConfig:
     # mix the views (the reference runs one pass per view), which changes the objective.
     fused_views: bool = False
     # bfloat16 autocast for the encoder (the loss stays float32). For GPUs: on a CPU without
-    # native bf16 (the 2-core AMD EPYC here) a step is ~28x slower.
+    # native bf16 a step is many times slower (`rkdo bench --set amp_bf16=true` measures it).
     amp_bf16: bool = False
     # torch.compile the encoder (needs a C++ compiler on CPU; the first step compiles for
-    # ~75 s here with a cold cache, and later steps were only ~4 % faster on this CPU).
+    # about a minute with a cold cache, and on a CPU later steps gain little).
     compile: bool = False
     # torch intra-op threads for this run; None leaves torch's default (all cores).
     threads: int | None = None

@@ -8,8 +8,9 @@ head, the notebook does not: ``head_batchnorm`` chooses (default off = the noteb
 Speed (``matmul_1x1_maps``, on by default): with the ImageNet stem a 32×32 image reaches
 layer4 as a 2×2 map and leaves it as 1×1. A 3×3, padding-1 convolution producing a 1×1 map
 only ever multiplies padding zeros with the taps outside the image (8 of 9 at 1×1 input),
-yet oneDNN runs the whole kernel, and its backward pass at 1×1 maps ran at ~8 GFLOP/s on the
-2-core CPU this was measured on (74 ms per call, ~35 % of a training step). `SmallMapConv2d`
+yet oneDNN runs the whole kernel, and its backward pass at 1×1 maps is far below the CPU's
+matmul rate (a large share of a training step on a 2-core CPU; `rkdo bench` measures the
+step with and without this field). `SmallMapConv2d`
 computes those convolutions as one matrix product over the taps that touch the image:
 identical in exact arithmetic (the omitted taps multiply zeros; their gradients are exactly
 zero either way), different only in float32 rounding, with the same parameters and

@@ -19,7 +19,8 @@ that the results folder is writable and that every dataset's files are present a
 Locally, runs execute in a thread pool of ``workers`` threads; each thread only waits on its own
 papermill kernel (a separate process), which does the work. On a CPU every run then gets
 ``cores // workers`` torch threads unless the params file sets ``threads`` (two 1-thread
-runs side by side did 1.38x the work of one 2-thread run on the 2-core machine here).
+runs side by side do more work than one 2-thread run on a 2-core CPU; `rkdo bench` measures
+the ratio on the machine at hand).
 """
 
 from __future__ import annotations
