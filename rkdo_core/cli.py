@@ -230,34 +230,35 @@ def _notebook_params(pairs: list[list[str]]) -> dict:
     return {name: yaml.safe_load(value) for name, value in pairs}
 
 
-def cmd_theory(args) -> int:
-    """Execute notebooks/03_convergence_theory.ipynb with papermill and render it to HTML."""
+def _execute_standalone(run, name: str, args) -> Path | int:
+    """Execute a stand-alone notebook (theory, mechanism) with ``-p`` parameters: its path,
+    or the exit status of a failed execution."""
     # deferred: papermill takes about a second to import
     from papermill.exceptions import PapermillExecutionError
 
     params = _notebook_params(args.param)
     try:
-        out = run_theory(args.out, **params)
+        return run(args.out, **params)
     except ValueError as e:  # unknown parameter name: nothing was executed
         raise NotebookParamError(str(e)) from None
     except PapermillExecutionError as e:
-        return _notebook_failed(THEORY_NOTEBOOK, e, args.out)
+        return _notebook_failed(name, e, args.out)
+
+
+def cmd_theory(args) -> int:
+    """Execute notebooks/03_convergence_theory.ipynb with papermill and render it to HTML."""
+    out = _execute_standalone(run_theory, THEORY_NOTEBOOK, args)
+    if isinstance(out, int):
+        return out
     print(f"executed {out}\nrendered {out.with_suffix('.html')}")
     return 0
 
 
 def cmd_mechanism(args) -> int:
     """Execute notebooks/06_mechanism.ipynb with papermill and render it to HTML."""
-    # deferred: papermill takes about a second to import
-    from papermill.exceptions import PapermillExecutionError
-
-    params = _notebook_params(args.param)
-    try:
-        out = run_mechanism(args.out, **params)
-    except ValueError as e:  # unknown parameter name: nothing was executed
-        raise NotebookParamError(str(e)) from None
-    except PapermillExecutionError as e:
-        return _notebook_failed(MECHANISM_NOTEBOOK, e, args.out)
+    out = _execute_standalone(run_mechanism, MECHANISM_NOTEBOOK, args)
+    if isinstance(out, int):
+        return out
     print(f"executed {out}\nrendered {out.with_suffix('.html')}\n"
           f"wrote {Path(args.out) / 'mechanism.csv'} and fig_mechanism.png/.pdf")
     return 0

@@ -216,10 +216,8 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
                                    f"{COMPUTE_METRICS[metric][0]}: not measured")
                     continue
                 for a, b in pairs:
-                    seeds, r, i = paired_values(df, dataset, protocol, metric, a, b)
-                    ok = ~(np.isnan(r) | np.isnan(i))
-                    seeds = [s for s, k in zip(seeds, ok) if k]
-                    r, i = r[ok], i[ok]
+                    seeds, r, i = paired_values(df, dataset, protocol, metric, a, b,
+                                                   finite_only=True)
                     if not seeds:
                         omitted.append(f"{dataset_label(dataset)} ({protocol}), RKDO@{a} vs "
                                        f"I-Con@{b}: not in the results")

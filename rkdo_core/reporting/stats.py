@@ -194,14 +194,20 @@ def _steps(g: pd.DataFrame) -> tuple[float, float]:
 
 
 def paired_values(df: pd.DataFrame, dataset: str, protocol: str, metric: str,
-                  rkdo_epoch: int, icon_epoch: int) -> tuple[list, np.ndarray, np.ndarray]:
+                  rkdo_epoch: int, icon_epoch: int, *, finite_only: bool = False
+                  ) -> tuple[list, np.ndarray, np.ndarray]:
     """(seeds, RKDO values, I-Con values) for one dataset/protocol/metric, RKDO at
-    ``rkdo_epoch`` and I-Con at ``icon_epoch``, aligned on the seeds both have (sorted)."""
+    ``rkdo_epoch`` and I-Con at ``icon_epoch``, aligned on the seeds both have (sorted);
+    with ``finite_only`` the seeds where either value is missing (NaN) are dropped."""
     g = df[(df.dataset == dataset) & (df.protocol == protocol)]
     r = g[(g.method == "rkdo") & (g.epoch == rkdo_epoch)].set_index("seed")[metric]
     i = g[(g.method == "icon") & (g.epoch == icon_epoch)].set_index("seed")[metric]
     seeds = sorted(set(r.index) & set(i.index))
-    return seeds, r.loc[seeds].astype(float).to_numpy(), i.loc[seeds].astype(float).to_numpy()
+    rv, iv = r.loc[seeds].astype(float).to_numpy(), i.loc[seeds].astype(float).to_numpy()
+    if finite_only:
+        ok = ~(np.isnan(rv) | np.isnan(iv))
+        seeds, rv, iv = [s for s, k in zip(seeds, ok) if k], rv[ok], iv[ok]
+    return seeds, rv, iv
 
 
 def paired_comparison(df: pd.DataFrame, metrics=tuple(ALL_METRICS), *,
@@ -226,10 +232,8 @@ def paired_comparison(df: pd.DataFrame, metrics=tuple(ALL_METRICS), *,
         for metric in metrics:
             if metric not in g:
                 continue
-            seeds, r, i = paired_values(df, dataset, protocol, metric, epoch, epoch)
-            ok = ~(np.isnan(r) | np.isnan(i))
-            seeds = [s for s, k in zip(seeds, ok) if k]
-            r, i = r[ok], i[ok]
+            seeds, r, i = paired_values(df, dataset, protocol, metric, epoch, epoch,
+                                           finite_only=True)
             if len(seeds) == 0:
                 continue
             steps_min, steps_max = _steps(g)
@@ -275,10 +279,8 @@ def mismatched_comparison(df: pd.DataFrame, pairs, metrics=("linear_eval",)) -> 
             if metric not in df:
                 continue
             for a, b in pairs:
-                seeds, r, i = paired_values(df, dataset, protocol, metric, a, b)
-                ok = ~(np.isnan(r) | np.isnan(i))
-                seeds = [s for s, k in zip(seeds, ok) if k]
-                r, i = r[ok], i[ok]
+                seeds, r, i = paired_values(df, dataset, protocol, metric, a, b,
+                                               finite_only=True)
                 if not seeds:
                     continue
                 rows.append({"dataset": dataset, "protocol": protocol, "metric": metric,
@@ -631,10 +633,8 @@ def _yardstick_rows(df: pd.DataFrame) -> pd.DataFrame:
     keys = [k for k in ALL_YARDSTICKS if measured(df, k)]
     for (dataset, protocol, epoch), g in df.groupby(["dataset", "protocol", "epoch"]):
         for key in keys:
-            seeds, r, i = paired_values(df, dataset, protocol, key, epoch, epoch)
-            ok = ~(np.isnan(r) | np.isnan(i))
-            seeds = [s for s, k in zip(seeds, ok) if k]
-            r, i = r[ok], i[ok]
+            seeds, r, i = paired_values(df, dataset, protocol, key, epoch, epoch,
+                                           finite_only=True)
             if not seeds:
                 continue
             steps_min, steps_max = _steps(g)
