@@ -73,7 +73,11 @@ def test_budget_table_matches_train_complete(run):
 def test_metrics_table_has_the_protocol_columns(run):
     results = evaluate_run(run)
     table = D.metrics_table(results)
-    assert tuple(table.columns) == D.METRICS_COLUMNS
+    # the paper-protocol run: the protocol's columns, then the yardsticks it measured (no
+    # full-protocol probe or k-NN columns)
+    assert tuple(table.columns) == D.METRICS_COLUMNS + tuple(
+        c for c in D.OPTIONAL_COLUMNS if c not in ("linear_cv", "knn20", "knn5_cosine"))
+    assert D.metrics_table([{"epoch": 0}]).columns.tolist() == list(D.METRICS_COLUMNS)
     assert table["epoch"].tolist() == [0, 1] and table["eval_images"].tolist() == [64, 64]
     assert D.metrics_table(D.read_metrics(run)).equals(table)
 

@@ -51,6 +51,10 @@ from .train import (
 #: columns of the metrics table, in the order the notebooks show them
 METRICS_COLUMNS = ("epoch", "steps", "train_loss", "linear_eval", "nmi", "ari",
                    "neighborhood_acc", "eval_images")
+#: columns shown too where the evaluation measured them (full protocol: the CV probe and
+#: the weighted/cosine k-NN; both protocols: the neutral yardsticks)
+OPTIONAL_COLUMNS = ("linear_cv", "knn20", "knn5_cosine", "yardstick_icon", "yardstick_rkdo",
+                    "yard_alignment", "yard_uniformity", "yard_rankme", "yard_rkdo_fixed")
 
 
 # ---- the run folder ------------------------------------------------------------------------
@@ -135,9 +139,11 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def metrics_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The metrics of each checkpoint (``evaluate_run``'s result or `read_metrics`) as a
-    table with the columns of :data:`METRICS_COLUMNS`."""
-    return pd.DataFrame([{c: r.get(c) for c in METRICS_COLUMNS} for r in results],
-                        columns=list(METRICS_COLUMNS))
+    table with the columns of :data:`METRICS_COLUMNS`, then those of
+    :data:`OPTIONAL_COLUMNS` that some checkpoint has."""
+    cols = list(METRICS_COLUMNS) + [c for c in OPTIONAL_COLUMNS
+                                    if any(c in r for r in results)]
+    return pd.DataFrame([{c: r.get(c) for c in cols} for r in results], columns=cols)
 
 
 def figure_path(run_dir: str | Path, name: str) -> Path:
