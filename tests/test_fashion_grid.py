@@ -3,6 +3,7 @@ stops before any run with the loader's error; on miniature files in the official
 run of its configuration trains and evaluates (every full-protocol key present)."""
 
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ from rkdo_core.layout import EVAL_FULL_KEYS, EVAL_V3_KEYS
 from rkdo_core.training.evaluate import evaluate_run
 from rkdo_core.training.train import train
 
-SPEC = load_params("params/fashion.yaml")
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = ROOT / "params" / "fashion.yaml"
+SPEC = load_params(FASHION)
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def nowhere(tmp_path, monkeypatch):
 
 def test_fashion_grid_stops_before_any_run_when_files_are_missing(nowhere, capsys):
     out = nowhere / "results"
-    assert main(["grid", "params/fashion.yaml", "--out", str(out), "--no-progress"]) == 2
+    assert main(["grid", str(FASHION), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "fashion_mnist" in err and "apt-get install dataset-fashion-mnist" in err
     assert str(nowhere / "debian") in err and "train-images-idx3-ubyte.gz" in err

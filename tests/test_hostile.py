@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import rkdo_core.layout as layout
+import rkdo_core.runs.grid as grid
 import rkdo_core.runs.runner as runner
 from rkdo_core.cli import main
 from rkdo_core.config import grid_from_dict
@@ -171,7 +172,7 @@ def test_disk_full_at_the_grid_record_exits_with_a_clear_line(tmp_path, monkeypa
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(runner, "write_json_atomic", full)
+    monkeypatch.setattr(grid, "write_json_atomic", full)  # the grid's own record
     rc, out = _grid(tmp_path, GOOD)
     err = capsys.readouterr().err
     assert rc == 1 and "rkdo: error: disk full: no space left on device" in err

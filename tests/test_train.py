@@ -135,8 +135,10 @@ def test_steps_per_epoch_beyond_one_pass_is_rejected(tmp_path):
 
 def test_full_protocol_trains_probe_on_train_features(tmp_path):
     assert RunConfig.preset("full").steps_per_epoch is None  # a full pass: 1257 // B steps
+    # a 2 x 2 grid of the cross-validated probe (the default 10 x 5 fits 50 probes per
+    # checkpoint; tests/test_evaluate_encoder.py checks the probe itself)
     cfg = RunConfig.preset("full", dataset="digits", epochs=(1,), batch_size=16, device="cpu",
-                           steps_per_epoch=2)
+                           steps_per_epoch=2, probe_cv_cs=2, probe_cv_folds=2)
     run = tmp_path / "full"
     done = train(cfg, run, progress=False)
     assert done["steps_per_epoch"] == 2
