@@ -204,12 +204,15 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
                      f"{esc(fig.get('caption', ''))} [{links}]</figcaption></figure>")
     diag = sorted((results_dir / "diagnostics").glob("*.html"))
     theory = sorted(results_dir.rglob("03_convergence_theory.html"))
-    if diag or theory:
+    mechanism = sorted(results_dir.rglob("06_mechanism.html"))
+    if diag or theory or mechanism:
         parts.append("<h2>Diagnostics and theory</h2><ul>")
         parts += [f"<li>{_link(results_dir, d, d.stem)} (04_figures: loss per step, p and q "
                   f"heat-maps)</li>" for d in diag]
         parts += [f"<li>{_link(results_dir, t, 'convergence theory (03)')}</li>"
                   for t in theory]
+        parts += [f"<li>{_link(results_dir, m, 'why the two loss functions differ (06)')}"
+                  f"</li>" for m in mechanism]
         parts.append("</ul>")
     acc = step_accounting(results_dir)
     parts.append("<h2>Runs</h2>")
