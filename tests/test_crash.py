@@ -40,10 +40,18 @@ RKDO = [sys.executable, "-m", "rkdo_core.cli"]
 WAIT_S = 600
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default disposition. An ignored SIGINT
+    is inherited across exec, and Python then installs no KeyboardInterrupt handler; in a
+    full test session an earlier in-process test (the Dask / submitit back-ends) can leave
+    the test process so, while a user's Ctrl-C reaches a grid started from a shell."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(params: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen([*RKDO, "grid", str(params), "--out", str(out), "--workers", "1",
                              "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
 
 
 def _wait_for(proc: subprocess.Popen, ready) -> None:
