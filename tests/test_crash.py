@@ -41,11 +41,13 @@ WAIT_S = 600
 
 
 def _default_sigint() -> None:
-    """In the child, before exec: SIGINT back to its default disposition. An ignored SIGINT
-    is inherited across exec, and Python then installs no KeyboardInterrupt handler; in a
-    full test session an earlier in-process test (the Dask / submitit back-ends) can leave
-    the test process so, while a user's Ctrl-C reaches a grid started from a shell."""
+    """In the child, before exec: SIGINT back to its default disposition and unblocked. An
+    ignored or blocked SIGINT is inherited across exec (Python then never raises
+    KeyboardInterrupt); in a full test session an earlier in-process test (the Dask /
+    submitit back-ends) can leave the test process so, while a user's Ctrl-C reaches a grid
+    started from a shell."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _start(params: Path, out: Path) -> subprocess.Popen:

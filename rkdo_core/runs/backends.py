@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import as_completed as futures_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,11 @@ from ..layout import run_label
 from .runner import RunOutcome, run_task
 
 BACKENDS = ("local", "dask", "slurm")
+#: the local back-end's main thread wakes at least this often (seconds): Python raises
+#: KeyboardInterrupt only when the main thread runs bytecode, and the OS may deliver a
+#: SIGINT/SIGTERM to a worker thread, leaving a blocked main thread asleep until a run ends
+#: (by when the next queued run may have started)
+INTERRUPT_POLL_S = 0.2
 
 
 # ---- executors: each takes the tasks and calls on_done(outcome) as they finish ----------
@@ -50,8 +55,12 @@ def execute_local(tasks: list[Task], on_done: Callable, *, workers: int,
     futures = []
     try:
         futures = [pool.submit(run_task, cfg, d, kernel) for cfg, d in tasks]
-        for fut in futures_completed(futures):
-            on_done(fut.result())
+        pending = set(futures)
+        while pending:
+            done, pending = futures_wait(pending, timeout=INTERRUPT_POLL_S,
+                                         return_when=FIRST_COMPLETED)
+            for fut in (f for f in futures if f in done):
+                on_done(fut.result())
     except BaseException:
         # Ctrl-C/SIGTERM: start no further run. Runs already executing finish on their own
         # (each is a kernel process); only complete runs are marked complete.
