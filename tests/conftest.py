@@ -19,3 +19,14 @@ def smoke_results(tmp_path_factory) -> Path:
                "--no-progress"])
     assert rc == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module's runs, as the grid gives each of its runs on a
+    2-core CPU (two threads stall on a shared CPU). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    from rkdo_core.training.train import thread_setting  # torch only where a module asks
+
+    with thread_setting(1):
+        yield

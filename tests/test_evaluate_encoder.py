@@ -45,7 +45,7 @@ from rkdo_core.training.evaluate import (
     probe_cs,
     probe_train_indices,
 )
-from rkdo_core.training.train import load_encoder, thread_setting, train
+from rkdo_core.training.train import load_encoder, train
 from rkdo_core.training.yardstick import view_embeddings, yardstick_views
 
 TINY = dict(dataset="digits", epochs=(1,), steps_per_epoch=2, batch_size=16, device="cpu",
@@ -55,10 +55,7 @@ FULL = dict(TINY, eval_images=120, probe_train_images=300, probe_cv_cs=3, probe_
             yardstick_images=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with thread_setting(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from rkdo_core.model import build_model
 from rkdo_core.runio import write_json_atomic
 from rkdo_core.training.evaluate import embed, evaluate_run
 from rkdo_core.training.stepflops import step_flops
-from rkdo_core.training.train import load_encoder, thread_setting, train
+from rkdo_core.training.train import load_encoder, train
 from rkdo_core.training.yardstick import YARDSTICK_SEED, batch_bounds, yardstick, yardstick_views
 
 # 40 evaluation images in batches of 16: two scored batches, the last 8 images dropped.
@@ -33,11 +33,7 @@ TINY = dict(dataset="digits", epochs=(1,), steps_per_epoch=2, batch_size=16, dev
 N_SCORED = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread, as the runs use: on a shared 2-core CPU two threads stall."""
-    with thread_setting(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
