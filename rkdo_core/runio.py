@@ -15,12 +15,25 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX offers no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, write: Callable[[Any], Any]) -> None:
-    """Call ``write(binary_file)`` on a temporary file, fsync it and rename it to ``path``."""
+    """Call ``write(binary_file)`` on a temporary file, fsync it and rename it to ``path``.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would give it (0666 less the
+    umask): ``mkstemp`` creates 0600, which would hide results in a shared cluster folder
+    from the other users who can read its notebooks and HTML.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
