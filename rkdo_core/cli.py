@@ -27,6 +27,7 @@ from .reporting.readme import load_summary, update_readme, write_summary
 from .runs.backends import load_slurm_options
 from .runs.grid import plan_grid, run_grid
 from .runs.integrity import format_report, verify_results
+from .runs.plan import describe_cost
 from .runs.notebooks import MECHANISM_NOTEBOOK, run_mechanism, run_theory
 from .runs.runner import describe_os_error
 from .runs.site import build_site
@@ -115,10 +116,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+#: a grid axis -> the params file key that sets it (``--set`` cannot: it is one value)
+GRID_AXIS_KEYS = {"dataset": "datasets", "method": "methods", "seed": "seeds",
+                  "epochs": "epochs", "protocol": "preset"}
+
+
 def _set_value(text: str) -> tuple[str, object]:
     """``FIELD=VALUE`` for any RunConfig field, parsed as its CLI option would be."""
     name, sep, value = text.partition("=")
-    fields_ = {f.name: f for f in dataclasses.fields(RunConfig)}
+    fields_ = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in GRID_AXIS_KEYS}
+    if name in GRID_AXIS_KEYS:
+        raise ConfigError("--set", text, f"{name} is a grid axis, one value per run: edit "
+                          f"`{GRID_AXIS_KEYS[name]}:` in the params file (or a copy) instead")
     if not sep or name not in fields_:
         raise ConfigError("--set", text, "must be FIELD=VALUE with FIELD one of "
                           + ", ".join(fields_))
@@ -146,6 +155,9 @@ def cmd_grid(args) -> int:
             print(f"  {state:<16} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
         states = [p[2] for p in plan]
         counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+        print(f"cost of the whole grid (complete runs included), {args.workers} worker(s):")
+        for line in describe_cost(spec.configs(**override), out, workers=args.workers):
+            print(line)
         print(f"{n} runs: {counts}; would run the pending and failed ones, re-evaluate "
               f"(not retrain) those with a stale evaluation, leave those "
               f"running elsewhere to their grid and refuse those with another config or "

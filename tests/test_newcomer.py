@@ -34,3 +34,78 @@ def test_the_readme_example_folders_are_ignored_but_the_package_is_not():
     for folder in ("out/x.json", "runs/x.json", "scratch/x.json", "results/x.json"):
         assert ignored(folder), folder
     assert not ignored("rkdo_core/runs/grid.py")
+
+
+# ---- `rkdo grid --set` on a grid axis: one line naming the params key, not a traceback ----
+@pytest.mark.parametrize("setting, key", [("seed=7", "seeds"), ("method=icon", "methods"),
+                                          ("dataset=digits", "datasets"), ("epochs=3", "epochs"),
+                                          ("protocol=full", "preset")])
+def test_set_refuses_grid_axes_naming_the_params_key(tmp_path, capsys, setting, key):
+    from rkdo_core.cli import main
+
+    rc = main(["grid", str(ROOT / "params" / "smoke.yaml"), "--out", str(tmp_path),
+               "--set", setting, "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"--set='{setting}'" in err[0] and f"`{key}:`" in err[0]
+
+
+def test_set_lists_only_the_fields_it_accepts(tmp_path, capsys):
+    from rkdo_core.cli import main
+
+    assert main(["grid", str(ROOT / "params" / "smoke.yaml"), "--out", str(tmp_path),
+                 "--set", "nosuch=1", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "lr" in err and "seed," not in err and "method," not in err
+
+
+# ---- `--dry-run` shows the cost: a typo in `epochs:` is visible before anything runs ----
+def test_dry_run_prints_optimizer_steps_and_warns_on_huge_plans(tmp_path, capsys):
+    import yaml
+
+    from rkdo_core.cli import main
+
+    spec = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+    spec["epochs"] = [1000000]
+    params = tmp_path / "typo.yaml"
+    params.write_text(yaml.safe_dump(spec))
+    assert main(["grid", str(params), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    n_runs = len(spec["datasets"]) * len(spec["methods"]) * len(spec["seeds"])
+    per_run = 1000000 * spec["config"]["steps_per_epoch"]
+    assert "warning:" in out and "optimizer steps per digits run" in out
+    assert f"{per_run:,} optimizer steps =" in out
+    assert f"grid: {n_runs * per_run:,} optimizer steps" in out
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.pt"))
+
+
+def test_step_estimate_comes_from_recorded_training_logs(tmp_path):
+    import json
+
+    from rkdo_core.config import RunConfig
+    from rkdo_core.layout import run_dir_for
+    from rkdo_core.runs.plan import describe_cost, optimizer_steps
+
+    cfg = RunConfig.preset("paper", dataset="digits", method="icon", seed=1, epochs=(1, 3))
+    assert optimizer_steps(cfg) == 3 * cfg.steps_per_epoch
+    full = RunConfig.preset("full", dataset="digits", method="icon", seed=1, epochs=(2,))
+    assert optimizer_steps(full) == 2 * (1257 // full.batch_size)
+    # two earlier runs here, median step 0.5 s and 1.5 s -> 1.0 s per step
+    for seed, secs in ((1, [0.4, 0.5, 0.9]), (2, [1.5, 1.5, 2.0])):
+        run = run_dir_for(tmp_path, RunConfig.preset("paper", dataset="digits",
+                                                     method="rkdo", seed=seed))
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"config": cfg.to_dict()}))
+        (run / "train_log.jsonl").write_text("".join(
+            json.dumps({"step": i, "seconds": s}) + "\n" for i, s in enumerate(secs)))
+    lines = describe_cost([cfg, cfg], tmp_path, workers=2)
+    steps = 2 * optimizer_steps(cfg)
+    assert f"= {steps:,} steps" in lines[0] and "1 s/step (median of 2 earlier run(s)" in lines[0]
+    assert lines[-1].startswith(f"  grid: {steps:,} optimizer steps; ≈ {steps * 1.0 / 2:.0f} s")
+
+
+def test_dataset_facts_train_images_match_the_loaded_split():
+    from rkdo_core.data import load_dataset
+    from rkdo_core.datasets import facts
+
+    assert len(load_dataset("digits").train.labels) == facts("digits").train_images
