@@ -27,8 +27,8 @@ from .reporting.readme import load_summary, update_readme, write_summary
 from .runs.backends import load_slurm_options
 from .runs.grid import plan_grid, run_grid
 from .runs.integrity import format_report, verify_results
-from .runs.plan import describe_cost
 from .runs.notebooks import MECHANISM_NOTEBOOK, run_mechanism, run_theory
+from .runs.plan import describe_cost
 from .runs.runner import describe_os_error
 from .runs.site import build_site
 
