@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rkdo_core.data import FASHION_MNIST_FILES
+from rkdo_core.runs.integrity import checksums
 
 SEEDS = (42, 123, 456, 789)
 EPOCHS = (0, 1, 2, 5, 10)
@@ -71,8 +72,10 @@ def write_runs(root, rows, *, complete=True):
         runs.add(run)
     for run in runs:
         (run / "train_complete.json").write_text("{}")
-        if complete:
-            (run / "run_complete.json").write_text("{}")
+        if complete:  # as the grid records it: every file with its sha256 and size
+            files = sorted(p.relative_to(run).as_posix() for p in run.rglob("*.json"))
+            (run / "run_complete.json").write_text(json.dumps(
+                {"files": files, "checksums": checksums(run, files)}))
     return sorted(runs)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..layout import MANIFEST
+from ..layout import CHECKPOINTS, MANIFEST, RUN_COMPLETE, run_folders
+from ..runs.integrity import RunCheck, check_run
 from . import figures as figs
 from .claims import claims_checklist
 from .compute import compute_matched_table, fig_compute_matched
@@ -162,6 +163,10 @@ class Aggregation:
     manifest: dict
     manifest_path: Path
     summary: dict = field(default_factory=dict)
+    #: complete runs whose files differ from their checksums: left out, or (with
+    #: ``include_altered``) used and marked
+    integrity: list[RunCheck] = field(default_factory=list)
+    include_altered: bool = False
 
     def describe(self) -> str:
         """What was aggregated, from which inputs (the notebook's first output)."""
@@ -173,6 +178,9 @@ class Aggregation:
                  f"skipped {len(self.skipped)} incomplete run(s) (no run_complete.json)"
                  + "".join(f"\n  {p}" for p in self.skipped),
                  f"reported numbers: {self.reported.source}"]
+        verb = "INCLUDED despite" if self.include_altered else "left out for"
+        lines += [f"{verb} altered files: {c.run} — {'; '.join(c.problems)}"
+                  for c in self.integrity]
         for name, f in (("FLOP measurement", self.flops_file),
                         ("theory checks", self.theory_file)):
             lines.append(f"{name}: {f}" + ("" if f.exists() else
@@ -180,23 +188,63 @@ class Aggregation:
         return "\n".join(lines)
 
 
+def _read_by_aggregation(name: str) -> bool:
+    """Files whose sha256 the aggregation checks: all a run lists but its checkpoints (the
+    metrics, config, logs and notebooks it reads or links; checkpoints are never opened
+    here, so only their size is checked — `rkdo verify` hashes them too)."""
+    return not name.startswith(CHECKPOINTS + "/")
+
+
+def integrity_problems(results_dir: str | Path) -> list[RunCheck]:
+    """Runs below ``results_dir`` the grid recorded as complete (a run_complete.json) whose
+    files differ from that record (altered, missing, leftover temporaries) — the checks of
+    `rkdo verify`."""
+    root = Path(results_dir)
+    checks = [check_run(d, d.relative_to(root).as_posix(), hash_only=_read_by_aggregation)
+              for d in run_folders(root) if (d / RUN_COMPLETE).is_file()]
+    return [c for c in checks if not c.ok]
+
+
 def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
               reported_path: str | Path | None = None, table4_epoch: int = 2,
               table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS,
               flops_path: str | Path | None = None,
               theory_checks_path: str | Path | None = None,
-              min_important_difference: float | None = None) -> Aggregation:
+              min_important_difference: float | None = None,
+              include_altered: bool = False) -> Aggregation:
     """The whole aggregation of a results folder: read the complete runs, write the paired
     comparison into ``out_dir/comparison.csv``, the tables into ``out_dir/tables``, the
     figures into ``out_dir/figures`` and the manifest ``out_dir/aggregate.json``
     (``out_dir`` defaults to ``results_dir``). ``flops_path`` / ``theory_checks_path``
     default to ``results_dir/flops.json`` and ``results_dir/theory/checks.json``.
     ``min_important_difference``: the params file's ``aggregate:`` margin M of claim (b)
-    and Table 3 (None: half the lower bound of I-Con's gain)."""
+    and Table 3 (None: half the lower bound of I-Con's gain).
+
+    Every complete run is first checked against its recorded checksums (as `rkdo verify`
+    does); a run with an altered, missing or half-written file is left out, one line each
+    in :meth:`Aggregation.describe` and the manifest's ``excluded_runs``. With
+    ``include_altered`` such runs are used, and their rows carry the problem in an
+    ``integrity`` column (manifest: ``included_altered_runs``)."""
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir
-    df = load_metrics(results_dir)
-    skipped = incomplete_runs(results_dir)
+    bad = integrity_problems(results_dir)
+    notes = {c.run: "; ".join(c.problems) for c in bad}
+    if include_altered:
+        df = load_metrics(results_dir, marked=notes)
+    else:
+        try:
+            df = load_metrics(results_dir, exclude=notes)
+        except FileNotFoundError as e:
+            if not bad:
+                raise
+            raise FileNotFoundError(
+                f"{e}; {len(bad)} complete run(s) were left out because their files differ "
+                f"from their recorded checksums (`rkdo verify {results_dir}` lists them; "
+                "include_altered=True uses them anyway)") from None
+    # runs never completed (no run_complete.json, or a file it lists is gone: the grid
+    # re-runs them); those already named by the integrity check are listed there only
+    skipped = [d for d in incomplete_runs(results_dir)
+               if d.relative_to(results_dir).as_posix() not in notes]
     reported = load_reported(reported_path)
     flops_default, theory_default = default_audit_inputs(results_dir)
     flops_file = Path(flops_path) if flops_path else flops_default
@@ -212,9 +260,12 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
     table_entries = write_tables(built, out_dir / "tables")
     figure_entries = figs.write_figures(build_figures(df, comp, reported), out_dir / "figures")
     sentences = epoch0_gap_sentences(df)
+    integrity = [{"run": c.run, "state": c.state, "problems": list(c.problems)} for c in bad]
     data = manifest(out_dir, df, tables=table_entries, figures=figure_entries, skipped=skipped,
                     results_dir=results_dir, sentences=sentences,
-                    extra=audit_extra(df, built, control))
+                    extra={**audit_extra(df, built, control),
+                           ("included_altered_runs" if include_altered else "excluded_runs"):
+                               integrity})
     path = write_manifest(out_dir, data)
     two_by_two = [(f"{v.dataset}, {v.protocol} protocol, epoch {int(v.epoch)}",
                    yardstick_2x2(df, v.dataset, v.protocol, int(v.epoch)))
@@ -227,7 +278,8 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
                        positive_control=control,
                        positive_control_sentences=data["positive_control_sentences"],
                        yardstick_2x2=two_by_two, manifest=data, manifest_path=path,
-                       summary=run_summary(df))
+                       summary=run_summary(df), integrity=bad,
+                       include_altered=include_altered)
 
 
 def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
