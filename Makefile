@@ -53,8 +53,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks
 
+# as root (containers, Binder) JupyterLab refuses to start without --allow-root
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	$(VENV)/bin/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean-results:
 	rm -rf $(RESULTS)

@@ -20,7 +20,15 @@ import sys
 import typing
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, load_params, parse_int_list
+from .config import (
+    EVAL_FEATURES,
+    METHOD_NAMES,
+    ConfigError,
+    RunConfig,
+    load_params,
+    parse_int_list,
+)
+from .datasets import DATASET_NAMES
 from .errors import DatasetUnavailableError, NonFiniteLossError
 from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, run_label
 from .reporting.readme import load_summary, update_readme, write_summary
@@ -73,6 +81,11 @@ def _parser_for(field: dataclasses.Field):
     return str  # str and str | None
 
 
+#: RunConfig fields with a closed set of values: argparse lists and checks them
+_CHOICES = {"dataset": list(DATASET_NAMES), "method": list(METHOD_NAMES),
+            "eval_features": list(EVAL_FEATURES)}
+
+
 def _add_config_options(p: argparse.ArgumentParser, skip=()) -> None:
     p.add_argument("--preset", choices=["paper", "full"], default="paper",
                    help="protocol preset the other options override (default: paper)")
@@ -81,8 +94,10 @@ def _add_config_options(p: argparse.ArgumentParser, skip=()) -> None:
         if f.name in skip or f.name == "protocol":
             continue
         extra = " ('none'/'full'/'all' = None)" if _parser_for(f) is _optional_int else ""
+        choices = _CHOICES.get(f.name)
         g.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parser_for(f),
-                       default=argparse.SUPPRESS, metavar=f.name.upper(),
+                       default=argparse.SUPPRESS, choices=choices,
+                       metavar="{" + ",".join(choices) + "}" if choices else f.name.upper(),
                        help=f"default {f.default!r}{extra}")
 
 
@@ -102,7 +117,7 @@ def cmd_train(args) -> int:
         loss = "-" if b["train_loss"] is None else f"{b['train_loss']:.4f}"
         print(f"epoch {b['epoch']:>3}  steps {b['steps']:>5}  train loss {loss}")
     if args.evaluate:
-        evaluate_run(args.out)
+        _print_metrics(evaluate_run(args.out))
     print(f"run written to {args.out}")
     return 0
 
@@ -110,10 +125,14 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .training.evaluate import evaluate_run  # deferred: imports torch
 
-    for r in evaluate_run(args.run_dir, force=args.force):
+    _print_metrics(evaluate_run(args.run_dir, force=args.force))
+    return 0
+
+
+def _print_metrics(rows: list[dict]) -> None:
+    for r in rows:
         print(f"epoch {r['epoch']:>3}  linear {r['linear_eval']:.4f}  NMI {r['nmi']:.4f}  "
               f"ARI {r['ari']:.4f}  kNN {r['neighborhood_acc']:.4f}  ({r['eval_images']} images)")
-    return 0
 
 
 #: a grid axis -> the params file key that sets it (``--set`` cannot: it is one value)
@@ -277,7 +296,10 @@ def cmd_mechanism(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rkdo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rkdo", description="Train, evaluate, run grids of, verify and aggregate the "
+        "RKDO vs I-Con reproduction. `rkdo COMMAND --help` for each command; the README "
+        "shows the two commands most users need (`make reproduce`, `make test`).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one (dataset, method, seed) run to every budget")
@@ -285,11 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--force", action="store_true", help="retrain even if the run is complete")
     p.add_argument("--evaluate", action="store_true", help="also evaluate every checkpoint")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (logs, batch jobs)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics for every checkpoint of a run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="one run folder (where `rkdo train --out` wrote, or "
+                   "RESULTS/<dataset>/<protocol>/<method>/seed_N of a grid)")
     p.add_argument("--force", action="store_true", help="recompute existing metrics files")
     p.set_defaults(func=cmd_evaluate)
 
@@ -317,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-data-check", action="store_true",
                    help="skip loading every dataset before the runs start (for a submitting "
                         "machine that does not see the workers' data root)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (logs, batch jobs)")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("verify", help="re-check a results folder: list missing, partial or "
@@ -330,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip executing 04_figures for one run per dataset and method")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (logs, batch jobs)")
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("readme", help="summarise an aggregated results folder into "

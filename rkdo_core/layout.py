@@ -105,6 +105,29 @@ def expected_files(epochs: tuple[int, ...] | list[int]) -> list[str]:
             + [f"{METRICS}/epoch_{e:03d}.json" for e in budgets])
 
 
+def require_trained_run(run_dir: str | Path, *, name: str = "run_dir",
+                        how: str = "`rkdo train`") -> Path:
+    """``run_dir`` as a Path when it holds a finished training run; otherwise
+    FileNotFoundError with one line saying what the path is instead: missing, a file, a
+    results folder (with a run folder to pass), or a run not trained (yet)."""
+    run = Path(run_dir)
+    shown = f"{name}={str(run_dir)!r}"
+    if not run.exists():
+        raise FileNotFoundError(f"{shown} does not exist (absolute: {run.resolve()}); give "
+                                "the folder a training run wrote to")
+    if not run.is_dir():
+        raise FileNotFoundError(f"{shown} is a file; give the folder a training run wrote to")
+    if (run / TRAIN_COMPLETE).is_file():
+        return run
+    inner = sorted(p.parent for p in run.rglob(TRAIN_COMPLETE))
+    if inner:
+        raise FileNotFoundError(
+            f"{shown} is a folder of {len(inner)} run(s), not one run; pass a run folder, "
+            f"e.g. {inner[0]}")
+    raise FileNotFoundError(f"{shown} holds no complete training run ({TRAIN_COMPLETE} is "
+                            f"missing); train it first with {how}")
+
+
 def is_trained(run_dir: str | Path) -> bool:
     return (Path(run_dir) / TRAIN_COMPLETE).exists()
 

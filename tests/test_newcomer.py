@@ -109,3 +109,41 @@ def test_dataset_facts_train_images_match_the_loaded_split():
     from rkdo_core.datasets import facts
 
     assert len(load_dataset("digits").train.labels) == facts("digits").train_images
+
+
+# ---- `rkdo evaluate` on the wrong path says what the path is ----
+def test_evaluate_names_what_the_path_is(tmp_path, capsys):
+    from helpers import write_synthetic_results
+
+    from rkdo_core.cli import main
+
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["evaluate", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    write_synthetic_results(tmp_path / "res", datasets=("digits",), seeds=(1,),
+                            with_incomplete=False)
+    assert main(["evaluate", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder of 2 run(s), not one run; pass a run folder, e.g." in err
+    assert f"{tmp_path / 'res' / 'digits' / 'paper'}" in err
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty")]) == 2
+    assert "holds no complete training run" in capsys.readouterr().err
+
+
+def test_help_lists_choices_and_has_no_rst_markup(capsys):
+    from rkdo_core.cli import main
+
+    for argv in (["--help"], ["train", "--help"], ["grid", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "``" not in out, argv
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--dataset {digits,fashion_mnist,cifar10,cifar100,stl10}" in out
+    assert "--method {icon,rkdo}" in out
+    assert "--no-progress" in out and "no progress bars" in out

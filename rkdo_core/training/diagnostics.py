@@ -37,7 +37,14 @@ from torch import Tensor
 from .. import losses as losses_mod
 from ..augment import two_views
 from ..config import METHOD_NAMES, RunConfig
-from ..layout import FIGURES, TRAIN_COMPLETE, TRAIN_LOG, checkpoint_path, metrics_path
+from ..layout import (
+    FIGURES,
+    TRAIN_COMPLETE,
+    TRAIN_LOG,
+    checkpoint_path,
+    metrics_path,
+    require_trained_run,
+)
 from ..model import resolve_device
 from ..runio import read_json
 from .evaluate import embed
@@ -68,12 +75,7 @@ def _run(run_dir: str | Path) -> Path:
 
 
 def _trained(run_dir: str | Path) -> Path:
-    run = _run(run_dir)
-    if not (run / TRAIN_COMPLETE).is_file():
-        raise FileNotFoundError(
-            f"run_dir={str(run_dir)!r} holds no complete training run ({TRAIN_COMPLETE} is "
-            "missing); train it first (01_train.ipynb or `rkdo train`)")
-    return run
+    return require_trained_run(run_dir, how="01_train.ipynb or `rkdo train`")
 
 
 def completion(run_dir: str | Path) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from ..layout import (
     EVAL_VERSION,
     TRAIN_COMPLETE,
     checkpoint_path,
-    is_trained,
     metrics_path,
+    require_trained_run,
 )
 from ..metrics import (
     all_metrics,
@@ -165,10 +165,7 @@ def evaluate_run(run_dir: str | Path, *, force: bool = False) -> list[dict[str, 
     :func:`encoder_metrics`. An existing file is reused unless ``force`` or it is not of
     :data:`EVAL_VERSION` (older files, which lack those keys, are recomputed).
     """
-    run = Path(run_dir)
-    if not is_trained(run):
-        raise FileNotFoundError(f"{run} holds no complete training run ({TRAIN_COMPLETE} is "
-                                "missing); train it first with `rkdo train`")
+    run = require_trained_run(run_dir)
     done = read_json(run / TRAIN_COMPLETE)
     config = RunConfig.from_dict(done["config"])
     with thread_setting(config.threads):
