@@ -22,6 +22,7 @@ imports torch, so verification and reporting start fast.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -87,6 +88,30 @@ def run_label(cfg: _RunKey) -> str:
 def run_dir_for(out: str | Path, cfg: _RunKey) -> Path:
     """RESULTS/<dataset>/<protocol>/<method>/seed_<seed>"""
     return Path(out) / run_label(cfg)
+
+
+# ---- interactive (JupyterLab) defaults ---------------------------------------------------
+#: the run 01/02/04 show when opened by hand: dataset, protocol, method, seed
+INTERACTIVE_RUN = ("digits", "paper", "rkdo", 42)
+
+
+def scratch_dir(*parts: str) -> Path:
+    """``<repository>/scratch/<parts>``: where notebooks opened by hand write (git-ignored,
+    never a grid's results folder), whatever the kernel's working folder. Outside a source
+    checkout (an installed package) it is ``./scratch``; ``$RKDO_SCRATCH`` replaces it."""
+    if os.environ.get("RKDO_SCRATCH"):
+        return Path(os.environ["RKDO_SCRATCH"]).joinpath(*parts)
+    repo = Path(__file__).resolve().parent.parent
+    root = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
+    return root.joinpath("scratch", *parts)
+
+
+def interactive_run_dir(dataset: str = INTERACTIVE_RUN[0], protocol: str = INTERACTIVE_RUN[1],
+                        method: str = INTERACTIVE_RUN[2], seed: int = INTERACTIVE_RUN[3]
+                        ) -> Path:
+    """The scratch run folder of 01_train's parameters when ``run_dir`` is None (and what
+    02_evaluate and 04_figures open by default)."""
+    return scratch_dir(dataset, protocol, method, f"seed_{seed}")
 
 
 def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:

@@ -118,7 +118,7 @@ def test_unknown_parameter_is_rejected_before_running(tmp_path):
 
 def test_notebook_lookup_by_name_and_missing_name():
     assert notebook_path("03_convergence_theory") == NOTEBOOK_DIR / THEORY_NOTEBOOK
-    assert set(SMALL) == set(notebook_parameters(THEORY_NOTEBOOK))
+    assert set(SMALL) | {"out_dir"} == set(notebook_parameters(THEORY_NOTEBOOK))
     with pytest.raises(FileNotFoundError, match="available"):
         notebook_path("99_missing")
 

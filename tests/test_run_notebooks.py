@@ -1,7 +1,9 @@
 """01_train -> 02_evaluate -> 04_figures executed through papermill on one smoke run."""
 
 import json
+import os
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -29,19 +31,39 @@ def _errors(nb) -> list:
     return [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
 
+def _tree(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if ".ipynb_checkpoints" not in p.parts and "__pycache__" not in p.parts}
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
+    """The three notebooks as a user opening them in JupyterLab runs them: kernel working
+    folder notebooks/, ``run_dir`` left at its default (None), so 01 trains into the
+    scratch folder ($RKDO_SCRATCH stands in for <repository>/scratch) and 02/04 find it."""
     root = tmp_path_factory.mktemp("nbrun")
-    run = root / "run"
+    scratch = root / "scratch"
+    run = scratch / "digits" / "paper" / "rkdo" / "seed_42"
     params = {
-        "01_train.ipynb": dict(run_dir=str(run), epochs=[1], overrides=SMOKE),
-        "02_evaluate.ipynb": dict(run_dir=str(run)),
-        "04_figures.ipynb": dict(run_dir=str(run), n_images=8, view_seed=1),
+        "01_train.ipynb": dict(epochs=[1], overrides=SMOKE),
+        "02_evaluate.ipynb": {},
+        "04_figures.ipynb": dict(n_images=8, view_seed=1),
     }
-    out = {}
-    for name in RUN_NOTEBOOKS:
-        path = execute_notebook(name, run / name, params[name], cwd=root)
-        out[name] = nbformat.read(path, as_version=4)
+    before = _tree(NOTEBOOK_DIR)
+    old = os.environ.get("RKDO_SCRATCH")
+    os.environ["RKDO_SCRATCH"] = str(scratch)
+    try:
+        out = {}
+        for name in RUN_NOTEBOOKS:
+            path = execute_notebook(name, root / "executed" / name, params[name],
+                                    cwd=NOTEBOOK_DIR)
+            out[name] = nbformat.read(path, as_version=4)
+    finally:
+        if old is None:
+            del os.environ["RKDO_SCRATCH"]
+        else:
+            os.environ["RKDO_SCRATCH"] = old
+    assert _tree(NOTEBOOK_DIR) == before, "an interactive run wrote into notebooks/"
     return run, out
 
 
@@ -71,7 +93,7 @@ def test_executed_without_errors_and_with_the_injected_parameters(executed):
     for name, nb in nbs.items():
         assert not _errors(nb), f"{name}: {_errors(nb)[0]['evalue']}"
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert len(injected) == 1 and str(run) in injected[0].source
+        assert len(injected) <= 1 and "run_dir" not in "".join(c.source for c in injected)
         # figures are shown inline, not only saved
         assert "image/png" in nbformat.writes(nb), name
 
@@ -87,6 +109,9 @@ def test_no_progress_bar_flood(executed):
 def test_printed_values(executed):
     _, nbs = executed
     train_out = _streams(nbs["01_train.ipynb"])
+    run = executed[0]
+    assert f"run folder: {run}\n" in train_out  # the default run_dir, resolved to scratch/
+    assert "already trained" not in train_out
     assert '"steps_per_epoch": 2' in train_out and "2 optimizer steps per epoch" in train_out
     eval_out = _streams(nbs["02_evaluate.ipynb"])
     assert "paper protocol: 64 test images, projection features" in eval_out
