@@ -7,19 +7,23 @@ STAMP := $(VENV)/.rkdo-installed
 # torch/torchvision are pinned to the releases this workplace keeps on local disk (pip takes
 # them offline). Elsewhere, override: make test TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# every package pinned (pip-compile output, `make lock` regenerates it); LOCK= installs
+# without it (another torch build, another Python)
+LOCK ?= constraints.txt
+PIP_LOCK := $(if $(LOCK),-c $(LOCK))
 RESULTS ?= results/default
 FASHION_RESULTS ?= results/fashion
 # runs executed at once by `make reproduce` (2 one-thread runs beat one two-thread run on a
 # 2-core CPU by 1.38x); each gets cores/WORKERS torch threads
 WORKERS ?= 2
 
-.PHONY: reproduce reproduce-fashion test lint lab clean-results
+.PHONY: reproduce reproduce-fashion test lint lab lock clean-results
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet $(PIP_LOCK) $(TORCH_SPEC)
+	$(PY) -m pip install --quiet $(PIP_LOCK) -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name rkdo --display-name "rkdo-suite (.venv)" >/dev/null
 	touch $(STAMP)
 
@@ -49,6 +53,13 @@ reproduce-fashion: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks
 	$(PY) -m pytest -q
+
+# re-resolve every dependency to its newest allowed version and pin it in constraints.txt
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file constraints.txt pyproject.toml constraints.in
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks

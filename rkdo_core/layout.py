@@ -48,6 +48,8 @@ PARTIAL_PREFIX = ".partial-"
 
 # ---- files of a results folder ------------------------------------------------------------
 GRID_RECORD = "grid.json"
+#: ``name==version`` of every installed distribution, written by each grid invocation
+ENVIRONMENT = "environment.txt"
 MANIFEST = "aggregate.json"
 THEORY_NOTEBOOK = "03_convergence_theory.ipynb"
 DIAGNOSTICS_NOTEBOOK = "04_figures.ipynb"

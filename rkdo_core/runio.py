@@ -65,3 +65,17 @@ def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
         return {"git_sha": sha, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"git_sha": None, "git_dirty": None}
+
+
+def installed_packages() -> str:
+    """``name==version`` of every distribution this interpreter sees, sorted: what
+    ``pip freeze`` lists (read through importlib.metadata, so it needs no pip and no
+    subprocess). Compare it with the repository's constraints.txt."""
+    from importlib.metadata import distributions
+
+    seen = {}
+    for d in distributions():
+        name = (d.metadata["Name"] or "").strip()
+        if name:
+            seen.setdefault(name.lower(), f"{name}=={d.version}")
+    return "".join(line + "\n" for _, line in sorted(seen.items()))

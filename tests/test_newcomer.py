@@ -147,3 +147,66 @@ def test_help_lists_choices_and_has_no_rst_markup(capsys):
     assert "--dataset {digits,fashion_mnist,cifar10,cifar100,stl10}" in out
     assert "--method {icon,rkdo}" in out
     assert "--no-progress" in out and "no progress bars" in out
+
+
+def test_each_grid_records_the_exact_environment(smoke_results):
+    """`pip freeze`'s list beside grid.json: what produced the numbers, package by package."""
+    from importlib.metadata import version
+
+    lines = (smoke_results / "environment.txt").read_text().splitlines()
+    assert f"torch=={version('torch')}" in lines and f"papermill=={version('papermill')}" in lines
+    assert lines == sorted(lines, key=lambda ln: ln.split("==")[0].lower())
+    assert all("==" in ln for ln in lines)
+
+
+# ---- the exact environment: one lock, used by the Makefile and environment.yml ----
+def _pins(text: str) -> dict[str, str]:
+    import re
+
+    return {m.group(1).lower().replace("_", "-"): m.group(2)
+            for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", text, re.M)}
+
+
+def test_the_lock_pins_every_dependency_and_torch_as_the_makefile_does():
+    import tomllib
+
+    lock = _pins((ROOT / "constraints.txt").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        name = req.split(">")[0].split("=")[0].split("[")[0].strip().lower()
+        assert name.replace("_", "-") in lock, f"{name} is not pinned in constraints.txt"
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"torch=={lock['torch']} torchvision=={lock['torchvision']}" in makefile
+    assert "$(PIP_LOCK) $(TORCH_SPEC)" in makefile and '$(PIP_LOCK) -e ".[dev]"' in makefile
+    assert "/opt/" not in (ROOT / "constraints.txt").read_text()  # nothing of this machine
+
+
+def test_environment_yml_installs_through_the_lock_without_the_pytorch_channel():
+    import yaml
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "pytorch" not in env["channels"]
+    pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    lock = _pins((ROOT / "constraints.txt").read_text())
+    assert "-c constraints.txt" in pip
+    assert f"torch=={lock['torch']}" in pip and f"torchvision=={lock['torchvision']}" in pip
+    post = (ROOT / "postBuild").read_text()
+    assert "--name rkdo" in post and os.access(ROOT / "postBuild", os.X_OK)
+
+
+def test_installed_versions_match_the_lock():
+    """The environment the tests run in is the locked one (where it was built by make)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    lock = _pins((ROOT / "constraints.txt").read_text())
+    off = {}
+    for name in ("torch", "torchvision", "numpy", "scikit-learn", "scipy", "pandas",
+                 "papermill", "nbconvert", "matplotlib"):
+        try:
+            if version(name).split("+")[0] != lock[name]:
+                off[name] = (version(name), lock[name])
+        except PackageNotFoundError:
+            off[name] = (None, lock[name])
+    if off and not os.environ.get("RKDO_REQUIRE_LOCK"):
+        pytest.skip(f"this environment was not installed through constraints.txt: {off}")
+    assert not off

@@ -39,8 +39,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, GridSpec, RunConfig
-from ..layout import GRID_RECORD, run_dir_for, run_label
-from ..runio import write_json_atomic
+from ..layout import ENVIRONMENT, GRID_RECORD, run_dir_for, run_label
+from ..runio import installed_packages, write_atomic, write_json_atomic
 from . import backends
 from .locks import lock_holder
 from .runner import STALE, RunOutcome, complete_state, describe_os_error
@@ -143,6 +143,8 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
         check_datasets(configs)
     write_json_atomic(out / GRID_RECORD, {**spec.to_dict(), "override": override,
                                           "workers": workers, "backend": backend})
+    env = installed_packages().encode()  # the exact environment, beside the grid record
+    write_atomic(out / ENVIRONMENT, lambda fh: fh.write(env))
     report = GridReport(out)
     todo = []
     for cfg, run_dir, state, detail in plan_grid(configs, out):
