@@ -17,7 +17,16 @@ FASHION_RESULTS ?= results/fashion
 # 2-core CPU by 1.38x); each gets cores/WORKERS torch threads
 WORKERS ?= 2
 
-.PHONY: reproduce reproduce-fashion test lint lab lock clean-results
+SMOKE_RESULTS ?= results/smoke
+
+.PHONY: first-look reproduce reproduce-fashion test lint lab lock clean-results
+
+# a few minutes: the 6-run smoke grid and its aggregation (numbers mean nothing; it shows
+# what a run produces); open $(SMOKE_RESULTS)/index.html
+first-look: $(STAMP)
+	$(VENV)/bin/rkdo grid params/smoke.yaml --out $(SMOKE_RESULTS) --workers $(WORKERS)
+	$(VENV)/bin/rkdo aggregate $(SMOKE_RESULTS)
+	@echo "done: open $(SMOKE_RESULTS)/index.html"
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -31,7 +31,14 @@ from .config import (
 from .datasets import DATASET_NAMES
 from .errors import DatasetUnavailableError, NonFiniteLossError
 from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, run_label
-from .reporting.readme import load_summary, update_readme, write_summary
+from .reporting.readme import (
+    load_summary,
+    render_results,
+    update_readme,
+    update_timings,
+    write_summary,
+)
+from .runio import read_json
 from .runs.backends import load_slurm_options
 from .runs.grid import plan_grid, run_grid
 from .runs.integrity import format_report, verify_results
@@ -39,6 +46,7 @@ from .runs.notebooks import MECHANISM_NOTEBOOK, run_mechanism, run_theory
 from .runs.plan import describe_cost
 from .runs.runner import describe_os_error
 from .runs.site import build_site
+from .tools.measure import measure_main
 
 _NONE_WORDS = {"none", "full", "all"}
 
@@ -241,11 +249,19 @@ def cmd_aggregate(args) -> int:
 
 
 def cmd_readme(args) -> int:
-    """Write the results folder's summary JSON and regenerate the README's results block."""
-    summary = write_summary(args.results_dir, args.summary)
-    update_readme(args.readme, load_summary(args.summary))
-    print(f"wrote {args.summary} ({len(summary['claims'])} claims) and the results block of "
-          f"{args.readme}")
+    """Write the results folder's summary JSON; regenerate the README's results block,
+    RESULTS.md and (from the timings file, where it exists) the README's timing table."""
+    if args.results_dir is not None:
+        summary = write_summary(args.results_dir, args.summary)
+        print(f"wrote {args.summary} ({len(summary['claims'])} claims)")
+    summary = load_summary(args.summary)
+    update_readme(args.readme, summary)
+    results_md = Path(args.readme).with_name("RESULTS.md")
+    results_md.write_text(render_results(summary), encoding="utf-8")
+    print(f"regenerated the results block of {args.readme} and {results_md}")
+    if Path(args.timings).is_file():
+        update_timings(args.readme, read_json(args.timings))
+        print(f"regenerated the timing table of {args.readme} from {args.timings}")
     return 0
 
 
@@ -360,10 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("readme", help="summarise an aggregated results folder into "
-                       "figures/summary.json and regenerate README.md's results block from it")
-    p.add_argument("results_dir")
+                       "figures/summary.json; regenerate README.md's results block, "
+                       "RESULTS.md and the README's timing table from the files")
+    p.add_argument("results_dir", nargs="?", help="an aggregated results folder (omitted: "
+                   "re-render from the existing summary)")
     p.add_argument("--summary", default="figures/summary.json")
     p.add_argument("--readme", default="README.md")
+    p.add_argument("--timings", default="figures/timings.json",
+                   help="what `rkdo measure` recorded (default figures/timings.json)")
     p.set_defaults(func=cmd_readme)
 
     p = sub.add_parser("theory", help="execute the convergence-theory notebook (docs/method.md §5)")
@@ -388,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", add_help=False,
                    help="time our training step against the reference pipeline "
                         "(rkdo bench --help)")
+    sub.add_parser("measure", add_help=False,
+                   help="time a command and the disk a folder holds after it, into "
+                        "figures/timings.json (rkdo measure --help)")
     sub.add_parser("flops", add_help=False,
                    help="FLOPs per optimizer step of RKDO depth 1 and 3 (and I-Con), two "
                         "conventions, and wall time per step (rkdo flops --help)")
@@ -400,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         from .tools.bench import bench_main  # deferred: imports torch
 
         return bench_main(argv[1:])
+    if argv[:1] == ["measure"]:
+        return measure_main(argv[1:])
     if argv[:1] == ["flops"]:
         from .tools.flops import flops_main  # deferred: imports torch
 

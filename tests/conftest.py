@@ -21,6 +21,14 @@ def smoke_results(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def smoke_aggregated(smoke_results) -> Path:
+    """The smoke grid after `rkdo aggregate` (tables, figures, rendered notebooks,
+    index.html), once per session for every test that reads the site."""
+    assert main(["aggregate", str(smoke_results), "--no-progress"]) == 0
+    return smoke_results
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a test module's runs, as the grid gives each of its runs on a

@@ -46,9 +46,9 @@ def smoke(smoke_results):
 
 
 @pytest.fixture(scope="module")
-def aggregated(smoke):
-    assert main(["aggregate", str(smoke), "--no-progress"]) == 0
-    return smoke
+def aggregated(smoke_aggregated):
+    """`rkdo aggregate` of the smoke grid (tests/conftest.py, once per session)."""
+    return smoke_aggregated
 
 
 def test_every_run_complete_with_its_files(smoke):
