@@ -2,7 +2,10 @@
 
 `RunConfig` is the only configuration type of the suite. Every knob of the authors'
 notebook is a field; invalid values raise :class:`ConfigError`, whose message names the
-field, the value and what is allowed. Two presets exist:
+field, the value and what is allowed. Numbers must be finite and lie in ranges where the
+float32 training is meaningful (``TEMPERATURE_RANGE``, ``LR_RANGE`` … below, with the
+reasons); a number that a params file's YAML read as text (``1e-30``) is named as such.
+Two presets exist:
 
 - ``paper``: the authors' notebook protocol — an "epoch" is 10 batches, evaluation on the
   first 704 test images (11 batches of 64) with a seeded 80/20 split for the linear probe,
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -44,6 +48,38 @@ PAPER_SEEDS = (42, 123, 456, 789, 101)
 PAPER_BUDGETS = (1, 2, 5, 10)
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
+# ---- numeric ranges (every float field must also be finite: NaN/inf are refused) --------
+#: Temperatures, τ0 and every scheduled τ0·(1 − β·t/T) of RKDO, lie in this range. The
+#: losses run in float32 on similarities s ∈ [−1, 1]. At τ ≥ 1e-3 the logits s/τ lie in
+#: [−1e3, 1e3], so log q ≥ −2e3, the loss is at most about T·(2e3 + log B) and its gradient
+#: with respect to s, (q − p)/τ, at most 2e3: all far inside float32 (max 3.4e38). More to
+#: the point, float32 rounding of s (a dot product of D = 64 unit-vector entries errs by up
+#: to about D·2⁻²⁴ ≈ 4e-6) becomes an error ≤ 4e-3 in a logit at τ = 1e-3 but ~0.4 at
+#: τ = 1e-5, where the softmax would rank rounding noise; and τ = 1e-300 is 0 in float32,
+#: so 1/τ overflows and every logit is ±inf/NaN. Above 1e3 every logit is within ±1e-3 of
+#: 0 (q uniform to 0.2 %, nothing to learn); the bound also keeps τ0·(1 − β) finite for any
+#: β. The paper uses τ = 0.5; contrastive learning uses 0.01–1.
+TEMPERATURE_RANGE = (1e-3, 1e3)
+#: Adam changes every weight by up to about lr per step whatever the gradient's scale, and
+#: ResNet-18's initial weights are O(0.01–1): lr > 1 replaces them by noise in one step (and
+#: at lr ≳ 1e17 the weights' squares in batch-norm overflow float32). 0 freezes the model.
+LR_RANGE = (0.0, 1.0)
+#: Adam's (L2) weight decay adds weight_decay·w to the gradient: at 1 it already outweighs
+#: any data gradient of this loss; the paper uses 1e-5.
+WEIGHT_DECAY_RANGE = (0.0, 1.0)
+#: RKDO's recursion is unrolled inside every step (T softmaxes of B×B, all kept for the
+#: backward pass); a depth of 10**9 would hang a step. The paper uses 3.
+DEPTH_MAX = 100
+#: the whole train split is held resized in memory as uint8 (50 000 CIFAR images at 256² are
+#: 9.8 GB); 224 is ImageNet's size.
+IMAGE_SIZE_MAX = 256
+#: the largest seed every library here takes (numpy's legacy RandomState and scikit-learn
+#: want < 2**32; torch.manual_seed overflows at 2**64).
+SEED_MAX = 2**32 - 1
+#: torch intra-op threads; more than any CPU has cores only slows torch down (or fails to
+#: start that many threads).
+THREADS_MAX = 1024
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names field, value and what is allowed."""
@@ -52,7 +88,17 @@ class ConfigError(ValueError):
         self.field = field_name
         self.value = value
         self.allowed = allowed
-        super().__init__(f"invalid config value {field_name}={value!r}: {allowed}")
+        super().__init__(f"invalid config value {field_name}={_safe_repr(value)}: {allowed}")
+
+
+def _safe_repr(value: Any) -> str:
+    """repr, except for an int too long for Python to print (over 4300 digits)."""
+    try:
+        return repr(value)
+    except ValueError:
+        if isinstance(value, int):
+            return f"<an integer of about {value.bit_length() * 0.30103:.0f} digits>"
+        return f"<a {type(value).__name__} holding an integer too long to print>"
 
 
 @dataclass(frozen=True)
@@ -123,7 +169,7 @@ class RunConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> RunConfig:
         """A preset (``paper`` or ``full``) with field overrides applied on top."""
-        if name not in PRESETS:
+        if not isinstance(name, str) or name not in PRESETS:  # a list is unhashable
             raise ConfigError("protocol", name, f"allowed presets are {sorted(PRESETS)}")
         unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
         if unknown:
@@ -183,6 +229,57 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_finite_number(v: Any) -> bool:
+    """A real number that is neither NaN nor ±inf (any Python int is finite)."""
+    return _is_number(v) and (isinstance(v, int) or math.isfinite(v))
+
+
+def _number_error(name: str, value: Any, allowed: str, *, integer: bool = False) -> ConfigError:
+    """ConfigError for a numeric field; a string that reads as a number says so: YAML 1.1
+    (PyYAML) reads ``1e-30`` (no '.' in the mantissa, no sign in the exponent) as text."""
+    return ConfigError(name, value, allowed + _text_number_hint(value, integer=integer))
+
+
+def _text_number_hint(value: Any, *, integer: bool) -> str:
+    if not isinstance(value, str):
+        return ""
+    try:
+        x = float(value.strip().replace("_", ""))
+    except ValueError:
+        return ""
+    if not math.isfinite(x):
+        return ""
+    if integer:
+        if x != int(x):
+            return ""
+        return (f"; {value!r} was read as text, not a number: write {int(x)} (digits only, "
+                "no quotes)")
+    return (f"; {value!r} was read as text, not a number (YAML 1.1, which params files are "
+            f"read with, needs a '.' in the mantissa and a sign in the exponent): write "
+            f"{_yaml_float(x)}")
+
+
+def _yaml_float(x: float) -> str:
+    """``x`` spelled so that YAML 1.1 reads a float: 1e-30 -> 1.0e-30, 1e+300 -> 1.0e+300."""
+    text = repr(float(x))
+    mantissa, e, exponent = text.partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    if not e:
+        return mantissa
+    if exponent[0] not in "+-":
+        exponent = "+" + exponent
+    return f"{mantissa}e{exponent}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _in_range(v: Any, lo: float, hi: float) -> bool:
+    return _is_finite_number(v) and lo <= v <= hi
+
+
 def _validate(c: RunConfig) -> None:
     if c.dataset not in DATASET_NAMES:
         raise ConfigError("dataset", c.dataset, f"allowed datasets are {list(DATASET_NAMES)}")
@@ -193,58 +290,87 @@ def _validate(c: RunConfig) -> None:
     if c.eval_features not in EVAL_FEATURES:
         raise ConfigError("eval_features", c.eval_features,
                           f"allowed values are {list(EVAL_FEATURES)}")
-    if not _is_int(c.seed) or c.seed < 0:
-        raise ConfigError("seed", c.seed, "must be a non-negative integer")
+    if not _is_int(c.seed) or not 0 <= c.seed <= SEED_MAX:
+        raise _number_error("seed", c.seed,
+                            f"must be a non-negative integer <= {SEED_MAX} (2**32 - 1)",
+                            integer=True)
     _validate_budgets(c.epochs)
     if c.steps_per_epoch is not None and (not _is_int(c.steps_per_epoch) or c.steps_per_epoch < 1):
-        raise ConfigError("steps_per_epoch", c.steps_per_epoch,
-                          "must be a positive integer, or None for a full pass over the data")
+        raise _number_error("steps_per_epoch", c.steps_per_epoch,
+                            "must be a positive integer, or None for a full pass over the data",
+                            integer=True)
     if c.eval_images is not None and (not _is_int(c.eval_images) or c.eval_images < 10):
-        raise ConfigError("eval_images", c.eval_images,
-                          "must be an integer >= 10, or None for the whole test set")
+        raise _number_error("eval_images", c.eval_images,
+                            "must be an integer >= 10, or None for the whole test set",
+                            integer=True)
     if not _is_int(c.batch_size) or c.batch_size < 2:
-        raise ConfigError("batch_size", c.batch_size,
-                          "must be an integer >= 2 (each row needs negatives; batch-norm needs 2)")
-    if c.image_size is not None and (not _is_int(c.image_size) or c.image_size < 8):
-        raise ConfigError("image_size", c.image_size,
-                          "must be an integer >= 8, or None for the dataset's default")
-    if not _is_number(c.lr) or c.lr < 0:
-        raise ConfigError("lr", c.lr, "must be a number >= 0 (0 freezes the model)")
-    if not _is_number(c.weight_decay) or c.weight_decay < 0:
-        raise ConfigError("weight_decay", c.weight_decay, "must be a number >= 0")
-    if not _is_number(c.temperature) or not c.temperature > 0:
-        raise ConfigError("temperature", c.temperature, "must be a number > 0")
-    if not _is_number(c.debias_alpha) or not 0 <= c.debias_alpha <= 1:
-        raise ConfigError("debias_alpha", c.debias_alpha, "must lie in [0, 1]")
-    if not _is_number(c.alpha) or not 0 < c.alpha <= 1:
-        raise ConfigError("alpha", c.alpha, "must lie in (0, 1]")
-    if not _is_int(c.depth) or c.depth < 1:
-        raise ConfigError("depth", c.depth, "must be an integer >= 1")
-    if not _is_number(c.beta) or not c.beta < 1:
+        raise _number_error("batch_size", c.batch_size, "must be an integer >= 2 (each row "
+                            "needs negatives; batch-norm needs 2)", integer=True)
+    if c.image_size is not None and (not _is_int(c.image_size)
+                                     or not 8 <= c.image_size <= IMAGE_SIZE_MAX):
+        raise _number_error("image_size", c.image_size,
+                            f"must be an integer in [8, {IMAGE_SIZE_MAX}], or None for the "
+                            "dataset's default", integer=True)
+    lo, hi = LR_RANGE
+    if not _in_range(c.lr, lo, hi):
+        raise _number_error("lr", c.lr, f"must be a finite number in [0, {_fmt(hi)}] (0 freezes "
+                            "the model; Adam moves every weight by up to about lr per step)")
+    lo, hi = WEIGHT_DECAY_RANGE
+    if not _in_range(c.weight_decay, lo, hi):
+        raise _number_error("weight_decay", c.weight_decay,
+                            f"must be a finite number in [0, {_fmt(hi)}]")
+    lo, hi = TEMPERATURE_RANGE
+    if not _in_range(c.temperature, lo, hi):
+        raise _number_error("temperature", c.temperature,
+                            f"must be a finite number in [{_fmt(lo)}, {_fmt(hi)}] (below "
+                            f"{_fmt(lo)} the float32 loss is dominated by rounding, and 1/τ "
+                            "can overflow)")
+    if not _in_range(c.debias_alpha, 0, 1):
+        raise _number_error("debias_alpha", c.debias_alpha, "must be a finite number in [0, 1]")
+    if not _is_finite_number(c.alpha) or not 0 < c.alpha <= 1:
+        raise _number_error("alpha", c.alpha, "must be a finite number in (0, 1]")
+    if not _is_int(c.depth) or not 1 <= c.depth <= DEPTH_MAX:
+        raise _number_error("depth", c.depth, f"must be an integer in [1, {DEPTH_MAX}]",
+                            integer=True)
+    if not _is_finite_number(c.beta) or not c.beta < 1:
         # The last scheduled temperature is τ0·(1 − β); it must stay positive.
+        raise _number_error("beta", c.beta,
+                            f"must be a finite number < 1 so that every scheduled temperature "
+                            f"τ0·(1 − β·t/{c.depth}) stays > 0")
+    taus = c.loss_temperatures()
+    if not all(lo <= t <= hi for t in taus):
+        # τ_t is monotone in t: its extremes are τ0 (t = 0) and τ0·(1 − β) (t = T).
+        b_lo, b_hi = 1.0 - hi / c.temperature, 1.0 - lo / c.temperature
         raise ConfigError("beta", c.beta,
-                          f"must be < 1 so that every scheduled temperature "
-                          f"τ0·(1 − β·t/{c.depth}) stays > 0")
+                          f"every scheduled temperature τ0·(1 − β·t/{c.depth}) must lie in "
+                          f"[{_fmt(lo)}, {_fmt(hi)}] (> 0, float32-safe); with "
+                          f"τ0={c.temperature!r} the last one is {taus[-1]:.4g}: β must lie "
+                          f"in [{b_lo:.6g}, {b_hi:.6g}]")
     for name in ("head_batchnorm", "matmul_1x1_maps", "fused_adam", "channels_last",
                  "fused_views", "amp_bf16", "compile"):
         if not isinstance(getattr(c, name), bool):
             raise ConfigError(name, getattr(c, name), "must be true or false")
-    if c.threads is not None and (not _is_int(c.threads) or c.threads < 1):
-        raise ConfigError("threads", c.threads,
-                          "must be a positive integer, or None for torch's default (all cores)")
+    if c.threads is not None and (not _is_int(c.threads) or not 1 <= c.threads <= THREADS_MAX):
+        raise _number_error("threads", c.threads,
+                            f"must be a positive integer <= {THREADS_MAX}, or None for torch's "
+                            "default (all cores)", integer=True)
     if c.probe_train_images is not None and (not _is_int(c.probe_train_images)
                                              or c.probe_train_images < 20):
-        raise ConfigError("probe_train_images", c.probe_train_images,
-                          "must be an integer >= 20, or None for the whole train split")
+        raise _number_error("probe_train_images", c.probe_train_images,
+                            "must be an integer >= 20, or None for the whole train split",
+                            integer=True)
     if not _is_int(c.probe_cv_folds) or c.probe_cv_folds < 2:
-        raise ConfigError("probe_cv_folds", c.probe_cv_folds, "must be an integer >= 2")
+        raise _number_error("probe_cv_folds", c.probe_cv_folds, "must be an integer >= 2",
+                            integer=True)
     if not _is_int(c.probe_cv_cs) or c.probe_cv_cs < 1:
-        raise ConfigError("probe_cv_cs", c.probe_cv_cs,
-                          "must be an integer >= 1 (C values log-spaced in [1e-3, 1e2])")
+        raise _number_error("probe_cv_cs", c.probe_cv_cs,
+                            "must be an integer >= 1 (C values log-spaced in [1e-3, 1e2])",
+                            integer=True)
     if c.yardstick_images is not None and (not _is_int(c.yardstick_images)
                                            or c.yardstick_images < 2):
-        raise ConfigError("yardstick_images", c.yardstick_images,
-                          "must be an integer >= 2, or None for every evaluation image")
+        raise _number_error("yardstick_images", c.yardstick_images,
+                            "must be an integer >= 2, or None for every evaluation image",
+                            integer=True)
     if not isinstance(c.device, str) or not _DEVICE_RE.match(c.device):
         raise ConfigError("device", c.device, "allowed: auto, cpu, cuda, cuda:N, mps")
     if c.data_root is not None and not isinstance(c.data_root, str):
@@ -360,7 +486,7 @@ def grid_from_dict(data: Any, *, name: str = "grid", source: str | None = None) 
     if missing:
         raise ConfigError(f"{where}: {missing[0]}", None, "is required")
     preset = data.get("preset", "paper")
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError(f"{where}: preset", preset, f"allowed presets are {sorted(PRESETS)}")
     datasets = _grid_list(where, "datasets", data["datasets"], lambda v: v in DATASET_NAMES,
                           f"a non-empty list of datasets from {list(DATASET_NAMES)}")

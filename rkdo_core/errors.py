@@ -16,4 +16,6 @@ class DatasetUnavailableError(RuntimeError):
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the run is not marked complete."""
+    """Training diverged: the loss, the gradient norm or the weights became NaN or infinite
+    (training/train.py checks all three). The message names the step (and epoch) and what
+    became non-finite; the run is not marked complete."""

@@ -23,9 +23,14 @@ from torch import Tensor
 def _kl_batchmean(log_p: Tensor, log_q: Tensor) -> Tensor:
     """KL(p || q) summed over all entries / B. ``log_p`` may hold -inf where p = 0."""
     p = log_p.exp()
-    # 0·log 0 = 0: where p == 0 the term vanishes. log_p = -inf only occurs for constant
-    # (gradient-free) teachers, so masking here cannot create NaN gradients.
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
+    # 0·log 0 = 0: where p == 0 exactly the term vanishes (p_0 = I off the diagonal, or an
+    # exp that underflowed). Only exact zeros are masked: a NaN p (from NaN embeddings — the
+    # RKDO teacher is built from the model's own q) fails `p == 0` and keeps its NaN term,
+    # so a diverged model gives a NaN loss, never a finite one. Gradients: the masked branch
+    # receives a zero gradient; its NaN forward value (0·(−inf) where log_p = −inf) only
+    # reaches the gradient of p, which then is a constant (p_0, the I-Con target) or an
+    # underflowed exp whose log is finite, so no NaN gradient arises from finite inputs.
+    terms = torch.where(p == 0, torch.zeros_like(p), p * (log_p - log_q))
     return terms.sum() / log_p.shape[0]
 
 

@@ -1,10 +1,13 @@
 """Every invalid config value raises a ConfigError naming field, value and what is allowed."""
 
 import dataclasses
+import math
 
+import numpy as np
 import pytest
+import yaml
 
-from rkdo_core.config import ConfigError, RunConfig
+from rkdo_core.config import TEMPERATURE_RANGE, ConfigError, RunConfig, load_params
 
 
 @pytest.mark.parametrize(
@@ -13,10 +16,14 @@ from rkdo_core.config import ConfigError, RunConfig
         ("alpha", 0.0, "(0, 1]"),
         ("alpha", 1.5, "(0, 1]"),
         ("alpha", -0.1, "(0, 1]"),
-        ("depth", 0, ">= 1"),
-        ("depth", 2.5, ">= 1"),
-        ("temperature", 0.0, "> 0"),
-        ("temperature", -1.0, "> 0"),
+        ("depth", 0, "[1, 100]"),
+        ("depth", 2.5, "[1, 100]"),
+        ("depth", 10**9, "[1, 100]"),
+        ("temperature", 0.0, "[0.001, 1000]"),
+        ("temperature", -1.0, "[0.001, 1000]"),
+        ("temperature", 1e-300, "[0.001, 1000]"),  # 0 in float32: 1/τ overflows
+        ("temperature", 1e-4, "[0.001, 1000]"),
+        ("temperature", 1e4, "[0.001, 1000]"),
         ("beta", 1.0, "> 0"),
         ("beta", 3.0, "> 0"),
         ("epochs", (2, 1), "strictly increasing"),
@@ -29,16 +36,21 @@ from rkdo_core.config import ConfigError, RunConfig
         ("batch_size", 1, ">= 2"),
         ("batch_size", 0, ">= 2"),
         ("debias_alpha", 1.2, "[0, 1]"),
-        ("lr", -1e-3, ">= 0"),
-        ("weight_decay", -1.0, ">= 0"),
+        ("lr", -1e-3, "[0, 1]"),
+        ("lr", 1.5, "[0, 1]"),
+        ("weight_decay", -1.0, "[0, 1]"),
+        ("weight_decay", 2.0, "[0, 1]"),
         ("steps_per_epoch", 0, "positive"),
         ("eval_images", 3, ">= 10"),
-        ("image_size", 4, ">= 8"),
+        ("image_size", 4, "[8, 256]"),
+        ("image_size", 10**6, "[8, 256]"),
+        ("threads", 10**6, "<= 1024"),
         ("device", "gpu", "cuda"),
         ("protocol", "quick", "paper"),
         ("eval_features", "logits", "projection"),
         ("head_batchnorm", "yes", "true or false"),
         ("seed", -1, "non-negative"),
+        ("seed", 2**64, "2**32 - 1"),
     ],
 )
 def test_invalid_values_name_field_value_and_allowed(field, value, allowed):
@@ -93,3 +105,83 @@ def test_temperature_schedule():
     cfg = RunConfig(temperature=0.5, beta=0.1, depth=3)
     assert cfg.loss_temperatures() == pytest.approx([0.5, 0.5 * (1 - 0.1 / 3),
                                                      0.5 * (1 - 0.2 / 3), 0.5 * 0.9])
+
+
+# ---- non-finite and unrepresentable numbers (issue 17) ----------------------------------
+FLOAT_FIELDS = [f.name for f in dataclasses.fields(RunConfig) if f.type in ("float", float)]
+
+
+def test_every_float_field_is_listed():
+    assert FLOAT_FIELDS == ["lr", "weight_decay", "temperature", "debias_alpha", "alpha", "beta"]
+
+
+@pytest.mark.parametrize("field", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_are_refused_in_one_line(field, value):
+    # `--lr nan` used to reach torch (a raw "ValueError: Invalid learning rate: nan"),
+    # and `--lr inf` / `beta=-inf` were accepted.
+    with pytest.raises(ConfigError) as info:
+        RunConfig(**{field: value})
+    msg = str(info.value)
+    assert info.value.field == field and "\n" not in msg
+    assert f"{field}={value!r}" in msg and "finite" in msg
+
+
+def test_temperature_range_is_float32_safe_and_covers_the_schedule():
+    lo, hi = TEMPERATURE_RANGE
+    RunConfig(temperature=lo, beta=0.0)
+    RunConfig(temperature=hi, beta=0.0)
+    RunConfig(temperature=0.5, beta=0.998)  # last scheduled τ = 0.001
+    # τ0 in range, but the scheduled τ0·(1 − β) = 5e-4 is not: the error gives β's range.
+    with pytest.raises(ConfigError, match=r"beta=0\.999.*last one is 0\.0005.*\[-1999, 0\.998\]"):
+        RunConfig(temperature=0.5, beta=0.999)
+    with pytest.raises(ConfigError, match=r"beta=-3000.*1000"):
+        RunConfig(temperature=0.5, beta=-3000.0)
+    # every temperature the validation admits is a normal float32 whose 1/τ is finite
+    assert np.float32(lo) > np.finfo(np.float32).tiny and np.isfinite(np.float32(1 / lo))
+
+
+@pytest.mark.parametrize("field,text,spelling", [
+    ("temperature", "1e-30", "1.0e-30"),
+    ("lr", "1e-3", "0.001"),
+    ("weight_decay", "1e-5", "1.0e-05"),
+    ("temperature", "5E+2", "500.0"),
+])
+def test_number_read_as_text_says_so_and_how_to_write_it(field, text, spelling):
+    with pytest.raises(ConfigError) as info:
+        RunConfig(**{field: text})
+    msg = str(info.value)
+    assert "read as text" in msg and f"write {spelling}" in msg and "\n" not in msg
+    # ... and the suggested spelling is a float to YAML 1.1 (PyYAML)
+    assert isinstance(yaml.safe_load(f"x: {spelling}")["x"], float)
+
+
+def test_integer_read_as_text_says_so():
+    with pytest.raises(ConfigError, match=r"'16' was read as text.*write 16 \(digits only"):
+        RunConfig(batch_size="16")
+    with pytest.raises(ConfigError) as info:  # not a number at all: no hint
+        RunConfig(lr="fast")
+    assert "read as text" not in str(info.value)
+
+
+def test_params_file_number_read_as_text(tmp_path):
+    """The issue's params file: `temperature: 1e-30` is the string '1e-30' to PyYAML."""
+    p = tmp_path / "p.yaml"
+    p.write_text("datasets: [digits]\nseeds: [1]\nepochs: [1]\n"
+                 "config: {temperature: 1e-30}\n")
+    with pytest.raises(ConfigError) as info:
+        load_params(p)
+    msg = str(info.value)
+    assert str(p) in msg and "temperature='1e-30'" in msg and "\n" not in msg
+    assert "read as text" in msg and "write 1.0e-30" in msg
+    # written as suggested it is a number, and then the range applies
+    p.write_text(p.read_text().replace("1e-30", "1.0e-30"))
+    with pytest.raises(ConfigError) as info:
+        load_params(p)
+    assert "temperature=1e-30" in str(info.value) and "read as text" not in str(info.value)
+    assert "[0.001, 1000]" in str(info.value)
+
+
+def test_integer_too_long_to_print_still_gives_one_line():
+    with pytest.raises(ConfigError, match="integer of about 5000 digits"):
+        RunConfig(seed=10**5000)

@@ -230,3 +230,75 @@ def test_untrained_encoder_rkdo_loss_well_below_icon():
         ratios.append((rkdo_loss(z1, z2) / icon_loss(z1, z2)).item())
     # Measured ≈ 0.7 (the paper's "~30 % improvement" before a single step).
     assert all(r < 0.85 for r in ratios), ratios
+
+
+# ---- non-finite inputs (issue 17: a diverged model must give a non-finite loss) -----------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_LOSS_KNOBS = {
+    "icon": dict(temperature=st.floats(1e-3, 1e3), debias_alpha=st.floats(0.0, 1.0)),
+    "rkdo": dict(temperature=st.floats(1e-3, 1e3), alpha=st.floats(1e-6, 1.0),
+                 depth=st.integers(1, 5), beta=st.floats(-1.0, 0.9)),
+}
+
+
+@st.composite
+def _poisoned_inputs(draw):
+    """A loss name, its knobs, and unit embeddings with one NaN/±inf placed anywhere."""
+    name = draw(st.sampled_from(sorted(LOSSES)))
+    knobs = {k: draw(v) for k, v in _LOSS_KNOBS[name].items()}
+    b, d = draw(st.integers(2, 9)), draw(st.integers(1, 6))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    z1, z2 = _embeddings(b, d, seed=draw(st.integers(0, 2**16)), dtype=dtype)
+    if draw(st.booleans()):
+        z2 = z1.clone()  # identical views (a collapsed or perfectly aligned model) too
+    which = draw(st.sampled_from(["z1", "z2", "both"]))
+    bad = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
+    i, j = draw(st.integers(0, b - 1)), draw(st.integers(0, d - 1))
+    z1, z2 = z1.clone(), z2.clone()
+    for z in ((z1,) if which == "z1" else (z2,) if which == "z2" else (z1, z2)):
+        z[i, j] = bad
+    return name, knobs, z1, z2
+
+
+@settings(max_examples=400, deadline=None)
+@given(_poisoned_inputs())
+def test_any_non_finite_embedding_gives_non_finite_loss(case):
+    # Before the fix, _kl_batchmean masked `p > 0`: a NaN teacher entry (RKDO's p_t is
+    # built from the model's own q) failed that test and its term became 0, so one NaN
+    # embedding made rkdo_loss exactly 0.0 — a finite loss the training guard let through.
+    name, knobs, z1, z2 = case
+    assert not torch.isfinite(LOSSES[name](z1, z2, **knobs))
+
+
+def test_nan_embedding_regression_example():
+    """The issue's example: I-Con was already NaN, RKDO returned exactly 0.0."""
+    z1 = F.normalize(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    z2 = z1.clone()
+    z2[0, 0] = math.nan
+    assert torch.isnan(icon_loss(z1, z2))
+    assert torch.isnan(rkdo_loss(z1, z2))
+
+
+@pytest.mark.parametrize("case", [
+    ("icon", dict(debias_alpha=0.0)),               # target with exact zeros, log p = -inf
+    ("icon", dict(debias_alpha=0.0, temperature=1e-3)),
+    ("rkdo", dict(alpha=1.0)),                      # p_1 = q_0: the constant p_0 = I drops out
+    ("rkdo", dict(alpha=1.0, temperature=1e-3)),    # teacher entries underflow to p = 0
+    ("rkdo", dict(temperature=1e-3, beta=0.5)),
+    ("rkdo", dict(alpha=1e-6, depth=5)),            # p_t ≈ p_0 = I: off-diagonal ≈ 0
+])
+def test_masking_exact_zeros_keeps_gradients_finite(case):
+    # The masked branch p·(log p − log q) is NaN where log p = −inf (0·−inf); torch.where
+    # must route a zero gradient into it, never that NaN.
+    name, knobs = case
+    for dtype in (torch.float32, torch.float64):
+        z1, z2 = _embeddings(12, 6, seed=3, dtype=dtype)
+        z1.requires_grad_(True)
+        z2.requires_grad_(True)
+        loss = LOSSES[name](z1, z2, **knobs)
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
+        assert z1.grad.abs().sum() > 0

@@ -1,6 +1,7 @@
 """Training loop, checkpoints, evaluation and the CLI on the embedded digits data."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -164,7 +165,7 @@ def test_cli_train_evaluate_and_bad_input(tmp_path, capsys):
     assert rc == 2 and "alpha=1.5" in err and "(0, 1]" in err and "Traceback" not in err
     assert not (tmp_path / "bad" / TRAIN_COMPLETE).exists()
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
-    assert "no complete training run" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["train", "--epochs", "1,x", "--out", str(tmp_path / "bad2")])
     assert e.value.code == 2
@@ -191,3 +192,101 @@ def test_initial_loss_is_mean_untrained_loss_and_leaves_model_unchanged():
             v1, v2 = two_views(images[order[i * 16:(i + 1) * 16]], g_aug)
             want.append(losses.loss_for(cfg)(fresh(v1), fresh(v2)).item())
     assert value == pytest.approx(np.mean(want), rel=1e-6)
+
+
+# ---- a diverged run never passes as complete (issue 17) ---------------------------------
+ONE_EPOCH = {**TINY, "epochs": (1,)}
+
+
+def _bypass_validation(cfg, **values):
+    """The config the issue ran before validation refused it (`--lr inf`, τ = 1e-300)."""
+    for k, v in values.items():
+        object.__setattr__(cfg, k, v)
+    return cfg
+
+
+def _assert_nothing_complete(run, epoch):
+    assert not (run / TRAIN_COMPLETE).exists()
+    assert not checkpoint_path(run, epoch).exists()
+
+
+def test_nan_embedding_stops_rkdo_training(tmp_path, monkeypatch):
+    """One NaN in the embeddings: RKDO's teacher p_t is built from the model's own q, and
+    the old `p > 0` mask turned that NaN into a loss of exactly 0.0, which the guard let
+    through and the run was marked complete. Now the loss is NaN and training stops."""
+    calls = {"n": 0}
+    real = losses.LOSSES["rkdo"]
+
+    def poisoned(z1, z2, **kw):
+        calls["n"] += torch.is_grad_enabled()
+        if calls["n"] == 2:
+            z2 = z2.clone()
+            z2[0, 0] = float("nan")
+        return real(z1, z2, **kw)
+
+    monkeypatch.setitem(losses.LOSSES, "rkdo", poisoned)
+    run = tmp_path / "nan_z"
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 2 \(epoch 1\)"):
+        train(RunConfig(seed=1, **ONE_EPOCH), run, progress=False)
+    assert [r["step"] for r in _log(run)] == [1, 2] and math.isnan(_log(run)[-1]["loss"])
+    _assert_nothing_complete(run, 1)
+
+
+def test_non_finite_gradient_with_finite_loss_stops_training(tmp_path, monkeypatch):
+    real = losses.LOSSES["icon"]
+    calls = {"n": 0}
+
+    def bad_grad(z1, z2, **kw):
+        calls["n"] += torch.is_grad_enabled()
+        value = real(z1, z2, **kw)
+        if calls["n"] == 3:  # forward sqrt(0) = 0, backward 0 · 1/(2·sqrt(0)) = NaN
+            value = value + torch.sqrt(z1.sum() * 0.0)
+        return value
+
+    monkeypatch.setitem(losses.LOSSES, "icon", bad_grad)
+    run = tmp_path / "nan_grad"
+    with pytest.raises(NonFiniteLossError,
+                       match=r"gradient norm became nan \(loss [0-9.]+\) at step 3 \(epoch 1\)"):
+        train(RunConfig(method="icon", seed=1, **ONE_EPOCH), run, progress=False)
+    assert [r["step"] for r in _log(run)] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) for r in _log(run))
+    _assert_nothing_complete(run, 1)
+
+
+def test_update_that_overflows_the_weights_on_the_last_step_stops_training(tmp_path):
+    """The issue's `--lr inf`, one step: its loss and gradient are finite, the update makes
+    every weight inf/NaN. Checked before the checkpoint, so nothing is marked complete."""
+    cfg = _bypass_validation(RunConfig(seed=1, **{**ONE_EPOCH, "steps_per_epoch": 1}),
+                             lr=math.inf)
+    run = tmp_path / "lr_inf"
+    with pytest.raises(NonFiniteLossError,
+                       match=r"update made the weights non-finite .* at step 1 \(epoch 1\)"):
+        train(cfg, run, progress=False)
+    assert len(_log(run)) == 1 and math.isfinite(_log(run)[0]["loss"])
+    _assert_nothing_complete(run, 1)
+
+
+def test_non_finite_untrained_loss_stops_before_training(tmp_path):
+    """The issue's τ = 1e-300 (0 in float32): every loss, budget 0's too, is non-finite."""
+    cfg = _bypass_validation(RunConfig(seed=1, **ONE_EPOCH), temperature=1e-300)
+    run = tmp_path / "tau"
+    with pytest.raises(NonFiniteLossError, match=r"untrained encoder's loss \(budget 0, step 0\)"):
+        train(cfg, run, progress=False)
+    assert not (run / "train_log.jsonl").exists()
+    _assert_nothing_complete(run, 1)
+
+
+@pytest.mark.parametrize("args,shown", [
+    (["--lr", "nan"], "lr=nan"),
+    (["--lr", "inf"], "lr=inf"),
+    (["--temperature", "1e-300"], "temperature=1e-300"),
+    (["--beta=-inf"], "beta=-inf"),  # "--beta -inf" would read -inf as an option
+])
+def test_cli_refuses_non_finite_and_unrepresentable_numbers(tmp_path, capsys, args, shown):
+    out = tmp_path / "bad"
+    rc = main(["train", "--dataset", "digits", "--epochs", "1", "--steps-per-epoch", "2",
+               *args, "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("rkdo: error: invalid config")
+    assert shown in err and "finite" in err and "Traceback" not in err
+    assert not (out / TRAIN_COMPLETE).exists()

@@ -20,6 +20,14 @@ and are read at the end of each epoch (and every ``SYNC_EVERY`` steps of a long 
 their log lines are written and checked for NaN/inf (the error still names the first
 non-finite step, and nothing of that epoch is checkpointed). `setup_training` /
 `train_step` are the step the bench times.
+
+Divergence guard: a run whose numbers stop being finite raises
+:class:`~rkdo_core.errors.NonFiniteLossError` naming the step and is never marked complete.
+Three things are checked, none with a per-step host sync: every step's loss (the losses
+propagate NaN: a NaN embedding gives a NaN loss), every step's total gradient norm (one
+``_foreach_norm`` over the gradients, ~0.5 % of a CPU step), and the weights and batch-norm
+buffers at every read-back, i.e. before any checkpoint (an update that overflowed them
+shows there even on an epoch's last step). The untrained encoder's loss (budget 0) too.
 """
 
 from __future__ import annotations
@@ -84,6 +92,21 @@ def steps_per_epoch(config: RunConfig, n_train: int) -> int:
     return config.steps_per_epoch
 
 
+def _available_device(config: RunConfig) -> torch.device:
+    """The config's device, or a ConfigError (one line on the command line) when this
+    machine lacks it (a valid name such as cuda:3 is only checked for existence here)."""
+    try:
+        device = resolve_device(config.device)
+    except RuntimeError as e:
+        raise ConfigError("device", config.device, f"not available: {e}") from None
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise ConfigError("device", config.device,
+                          f"this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
 def load_data(config: RunConfig) -> DatasetSplits:
     return load_dataset(config.dataset, data_root=config.data_root, image_size=config.image_size)
 
@@ -116,7 +139,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
 
 
 def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
-    device = resolve_device(config.device)
+    device = _available_device(config)
     data = load_data(config)
     n_train = data.train.images.shape[0]
     n_steps = steps_per_epoch(config, n_train)
@@ -140,31 +163,38 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
         "train_loss": _initial_loss(model, setup.loss_fn, images, n_steps, config.batch_size,
                                     probe_seed, encode=setup.encode_eager,
                                     views=setup.views)}}
+    if not math.isfinite(records[0]["train_loss"]):
+        raise NonFiniteLossError(
+            f"{config.method} seed {config.seed}: the untrained encoder's loss (budget 0, "
+            f"step 0) is {records[0]['train_loss']}; nothing was trained and the run is not "
+            f"marked complete")
     step = 0
     t_start = time.perf_counter()
     bar = tqdm(total=config.max_epochs * n_steps, desc=f"{config.method} seed {config.seed}",
                disable=not progress, mininterval=2.0, leave=False)
-    with open(out / TRAIN_LOG, "w") as log:
+    with open(out / TRAIN_LOG, "w") as log, contextlib.closing(bar):
         for epoch in range(1, config.max_epochs + 1):
             model.train()
             order = torch.randperm(n_train, generator=g_data)
             clock = _StepClock(device)
-            pending: list[torch.Tensor] = []  # 0-d device tensors not yet read
+            pending: list[torch.Tensor] = []  # (loss, grad norm) device pairs not yet read
             values: list[float] = []  # this epoch's losses, read
             for i in range(n_steps):
                 clock.start()
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size].to(device)
                 v1, v2 = setup.views(images[idx], g_aug)
-                pending.append(train_step(setup, v1, v2))
+                pending.append(train_step_checked(setup, v1, v2))
                 clock.stop()
                 bar.update(1)
                 if len(pending) == SYNC_EVERY or i == n_steps - 1:
                     # One host sync per SYNC_EVERY steps (once per epoch under the paper
-                    # protocol): read the losses and step times, log them, check them.
+                    # protocol): read the losses, gradient norms and step times, log them,
+                    # check them, and check the weights the last update left.
                     got = torch.stack(pending).cpu().tolist()
                     pending = []
-                    bad = next((j for j, v in enumerate(got) if not math.isfinite(v)), None)
-                    for j, (value, dt) in enumerate(zip(got, clock.take())):
+                    losses_read = [v for v, _ in got]
+                    bad, why = _first_non_finite(got, float(weights_norm(model)))
+                    for j, (value, dt) in enumerate(zip(losses_read, clock.take())):
                         if bad is not None and j > bad:
                             break  # the log ends at the first non-finite step
                         log.write(json.dumps({"step": step + j + 1, "epoch": epoch,
@@ -173,19 +203,18 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
                     if bad is not None:
                         last = max((b for b in records if b > 0), default=0)
                         raise NonFiniteLossError(
-                            f"{config.method} seed {config.seed}: training loss became "
-                            f"{got[bad]} at step {step + bad + 1} (epoch {epoch}); the run is "
-                            f"not marked complete (last complete checkpoint: epoch {last}, "
+                            f"{config.method} seed {config.seed}: {why} at step "
+                            f"{step + bad + 1} (epoch {epoch}); the run is not marked complete "
+                            f"(last complete checkpoint: epoch {last}, "
                             f"{checkpoint_path(out, last)})")
                     step += len(got)
-                    values += got
+                    values += losses_read
             if epoch in budgets:
                 # The paper's "final training loss": mean batch loss of the last epoch.
                 rec = {"epoch": epoch, "steps": step, "train_loss": float(np.mean(values))}
                 torch_save_atomic(checkpoint_path(out, epoch),
                                   _checkpoint(model, opt, epoch, step, rec["train_loss"]))
                 records[epoch] = rec
-    bar.close()
     done = {"config": config.to_dict(), "steps_per_epoch": n_steps,
             "budgets": [records[b] for b in sorted(records)],
             "seconds": round(time.perf_counter() - t_start, 3), "device": str(device)}
@@ -296,7 +325,15 @@ def encode_views(forward: Callable[[torch.Tensor], torch.Tensor], v1: torch.Tens
 
 
 def train_step(setup: TrainingSetup, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
-    """One optimizer step on two views; returns the detached loss (no host sync)."""
+    """One optimizer step on two views; returns the detached 0-d loss (no host sync).
+    The step the training loop takes (:func:`train_step_checked`), gradient norm included."""
+    return train_step_checked(setup, v1, v2)[0]
+
+
+def train_step_checked(setup: TrainingSetup, v1: torch.Tensor,
+                       v2: torch.Tensor) -> torch.Tensor:
+    """One optimizer step; returns the device tensor ``[loss, total gradient norm]`` (no host
+    sync), both detached, for the loop's divergence guard."""
     if setup.config.compile and not setup.compiled_ok:
         # Compilation happens on the first call (forward and backward): report a failure
         # as a config problem with the cause, not a compiler traceback.
@@ -317,8 +354,41 @@ def _step(setup: TrainingSetup, v1: torch.Tensor, v2: torch.Tensor) -> torch.Ten
     loss = setup.loss_fn(*setup.encode(v1, v2))
     setup.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    grads = [p.grad for p in setup.model.parameters() if p.grad is not None]
+    grad_norm = _total_norm(grads) if grads else loss.new_zeros(())
     setup.optimizer.step()
-    return loss.detach()
+    return torch.stack([loss.detach().float(), grad_norm.float()])
+
+
+def _total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of all entries of ``tensors`` together (as clip_grad_norm_ computes it): NaN
+    or inf when any entry is, without a host sync. One fused kernel per device and dtype.
+    ``tensors`` must not be empty."""
+    return torch.linalg.vector_norm(torch.stack(
+        [n.float() for n in torch._foreach_norm([t.detach() for t in tensors])]))
+
+
+def weights_norm(model: torch.nn.Module) -> torch.Tensor:
+    """Total L2 norm of the model's parameters and floating-point buffers (batch-norm
+    statistics): finite exactly when every one of them is (up to float32 overflow of a sum
+    of squares, itself a divergence)."""
+    return _total_norm([t for t in (*model.parameters(), *model.buffers())
+                        if t.is_floating_point()])
+
+
+def _first_non_finite(got: list[list[float]], weights: float) -> tuple[int | None, str]:
+    """Index of the first read step whose loss or gradient norm is not finite, with what
+    happened; else the last step when the weights it left are not finite; else None."""
+    for j, (value, grad) in enumerate(got):
+        if not math.isfinite(value):
+            return j, f"training loss became {value}"
+        if not math.isfinite(grad):
+            return j, f"the gradient norm became {grad} (loss {value:.6g})"
+    if not math.isfinite(weights):
+        value, grad = got[-1]
+        return len(got) - 1, (f"the optimizer update made the weights non-finite (norm "
+                              f"{weights}; loss {value:.6g}, gradient norm {grad:.6g})")
+    return None, ""
 
 
 class _StepClock:
