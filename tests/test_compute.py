@@ -121,7 +121,7 @@ def test_figure_points_include_budget_zero_and_flops_axis():
             np.testing.assert_allclose(y, [_values(df, method, e, metric).mean()
                                            for e in (0, 1, 2, 5, 10)])
     for fact in ("5 seeds" if len(SEEDS) == 5 else f"{len(SEEDS)} seeds", "paper protocol",
-                 "0 → 0, 1 → 3, 2 → 6, 5 → 15, 10 → 30", "RKDO 2.0004e+09, I-Con 2e+09.",
+                 "0 → 0, 1 → 3, 2 → 6, 5 → 15, 10 → 30", "RKDO 2.0004 × 10⁹, I-Con 2 × 10⁹.",
                  "FlopCounterMode", "device: cpu", "x = 0", "± 1 std"):
         assert fact in caption, fact
     close(fig)

@@ -22,7 +22,15 @@ from matplotlib.figure import Figure
 
 from ..datasets import dataset_label, dataset_order, n_classes
 from .figures import METHOD_STYLE, method_colors, run_facts, select_protocol
-from .fmt import NO_COUNTERPART, finish_table, fmt_ci, fmt_mean_std, fmt_num, format_p
+from .fmt import (
+    NO_COUNTERPART,
+    finish_table,
+    fmt_ci,
+    fmt_large,
+    fmt_mean_std,
+    fmt_num,
+    format_p,
+)
 from .stats import (
     HOLM_FAMILIES,
     METHOD_LABELS,
@@ -81,8 +89,8 @@ def _flops_per_step_text(df: pd.DataFrame) -> str:
         v = df[(df.method == method)]["flops_per_step"].dropna().astype(float)
         if len(v):
             lo, hi = v.min(), v.max()
-            parts.append(f"{METHOD_LABELS[method]} {lo:.6g}" if lo == hi
-                         else f"{METHOD_LABELS[method]} {lo:.6g}–{hi:.6g}")
+            parts.append(f"{METHOD_LABELS[method]} {fmt_large(lo, 6)}" if lo == hi
+                         else f"{METHOD_LABELS[method]} {fmt_large(lo, 6)}–{fmt_large(hi, 6)}")
     return f"FLOPs per optimizer step ({FLOP_CONVENTION}): {', '.join(parts)}."
 
 
@@ -176,7 +184,7 @@ def default_pairs(df: pd.DataFrame,
 
 
 def _fmt_flops(x: float) -> str:
-    return "not measured" if not np.isfinite(x) else f"{x:.3e}"
+    return "not measured" if not np.isfinite(x) else fmt_large(x, 4)
 
 
 def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | None = None,
@@ -208,6 +216,7 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
         if not 0 <= a <= b:
             raise ValueError(f"invalid pair ({a}, {b}): need 0 ≤ RKDO budget ≤ I-Con budget")
     rows, omitted = [], []
+    missing: dict[tuple, list[str]] = {}  # (dataset, protocol, a, b) -> metrics without it
     for protocol in sorted(df.protocol.unique()):
         for dataset in dataset_order(df[df.protocol == protocol].dataset.unique()):
             for metric in metrics:
@@ -219,8 +228,8 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
                     seeds, r, i = paired_values(df, dataset, protocol, metric, a, b,
                                                    finite_only=True)
                     if not seeds:
-                        omitted.append(f"{dataset_label(dataset)} ({protocol}), RKDO@{a} vs "
-                                       f"I-Con@{b}: not in the results")
+                        missing.setdefault((dataset, protocol, a, b), []).append(
+                            COMPUTE_METRICS[metric][0])
                         continue
                     rf, if_ = (_mean_of(df, dataset, protocol, m, e, "train_flops")
                                for m, e in (("rkdo", a), ("icon", b)))
@@ -240,7 +249,11 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
                         "icon_std": float(i.std(ddof=1)) if len(i) > 1 else np.nan,
                         **paired_stats(r, i),
                     })
-    title = "Compute-matched comparison: RKDO vs I-Con at matched and mismatched compute"
+    # a pair missing from the results: once, naming the metrics it is missing for
+    omitted += [f"{dataset_label(d)} ({p}), RKDO@{a} vs I-Con@{b}: not in the results "
+                f"({', '.join(labels)})" for (d, p, a, b), labels in missing.items()]
+    title = ("Table 7. Compute-matched comparison: RKDO vs I-Con at matched and mismatched "
+             "compute")
     out = pd.DataFrame(rows)
     if out.empty:
         out.attrs.update(csv=[], display=[], title=title, omitted=omitted,

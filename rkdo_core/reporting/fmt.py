@@ -11,6 +11,7 @@ the display columns to Markdown and LaTeX.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,31 @@ def fmt_mean_std(mean: float, std: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_PLAIN_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+
+
+def fmt_large(x: float, sig: int = 3) -> str:
+    """A large number for a reader: ``5.67 × 10⁹`` (``sig`` significant digits, trailing
+    zeros dropped) from a million on, digits with thousands separators below (``12,345``);
+    "—" without a value."""
+    if x is None or not np.isfinite(x):
+        return NO_COUNTERPART
+    if abs(x) < 1e6:
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.{sig}g}"
+    exp = int(math.floor(math.log10(abs(x))))
+    mantissa = f"{x / 10 ** exp:.{sig}g}"
+    if abs(float(mantissa)) >= 10:  # rounded up to the next power of ten
+        exp, mantissa = exp + 1, f"{x / 10 ** (exp + 1):.{sig}g}"
+    return f"{mantissa} × 10{str(exp).translate(_SUPERSCRIPT)}"
+
+
+def dash_nan(text: str) -> str:
+    """Plain text (a fixed-width listing) with every standalone ``nan`` shown as the tables'
+    "—", right-aligned in the same three characters so columns stay aligned."""
+    return re.sub(r"(?<![\w.])nan(?![\w.])", f"  {NO_COUNTERPART}", text)
+
+
 def fmt_pct(x: float) -> str:
     return NO_COUNTERPART if x is None or np.isnan(x) else f"{x:+.2f} %"
 
@@ -73,8 +99,10 @@ def table_markdown(df: pd.DataFrame, title: str | None = None, note: str | None 
     title = title if title is not None else df.attrs.get("title", "")
     note = note if note is not None else df.attrs.get("note", "")
     cols = df.attrs.get("display") or list(df.columns)
+    # a "|" in a cell (KL(p||q)) escaped, as GitHub Markdown wants: it would end the cell
+    cells = df[cols].map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)
     # numparse off: tabulate would re-format the formatted p-values ("1.0e-06" -> "1e-06")
-    body = df[cols].to_markdown(index=False, disable_numparse=True) if len(df) \
+    body = cells.to_markdown(index=False, disable_numparse=True) if len(df) \
         else "*(no rows)*"
     return "\n\n".join(filter(None, [f"**{title}**" if title else "", body, note]))
 
@@ -111,6 +139,8 @@ _LATEX_UNICODE = {"±": r"$\pm$", "−": "$-$", "—": "---", "–": "--", "×":
 
 def _latex_unicode(text: str) -> str:
     """The few non-ASCII symbols of the tables as plain LaTeX (pdflatex-safe)."""
+    text = re.sub(r"× 10([⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+)", lambda m: r"$\times 10^{"
+                  + m.group(1).translate(_PLAIN_DIGITS) + "}$", text)
     for k, v in _LATEX_UNICODE.items():
         text = text.replace(k, v)
     return text

@@ -167,13 +167,10 @@ def _table_note(sub: pd.DataFrame, metric: str, reasons: Iterable[str]) -> str:
     lower = METRICS[metric]
     definition = ("100 (I-Con − RKDO)/I-Con of the seed means" if lower
                   else "100 (RKDO − I-Con)/I-Con of the seed means")
-    n_holm = sub.p_holm.notna().groupby(sub.protocol).sum()
-    holm_txt = ", ".join(f"{int(n)} comparisons ({p})" for p, n in n_holm.items())
     parts = [
         f"Mean ± std (ddof 1) over seeds; improvement = {definition} (the paper's definition).",
         _STATS_NOTE,
-        f"p (Holm): family = (protocol, {METRIC_LABELS[metric]}, matched) over {holm_txt}; "
-        f"{HOLM_FAMILIES}.",
+        _holm_note(sub, METRIC_LABELS[metric]),
         f"{NO_COUNTERPART} for p: no test possible (identical values or one seed).",
         "Steps: real optimizer steps of the budget, from the metrics files.",
     ]
@@ -181,6 +178,23 @@ def _table_note(sub: pd.DataFrame, metric: str, reasons: Iterable[str]) -> str:
     if extra:
         parts.append(extra)
     return " ".join(parts)
+
+
+def _holm_note(sub: pd.DataFrame, label: str) -> str:
+    """How many comparisons each protocol's Holm family holds — and, where a family is
+    empty (no comparison testable: one seed, identical values, or the positive control
+    failed), that nothing was adjusted."""
+    n_holm = sub.p_holm.notna().groupby(sub.protocol).sum()
+    tested = [f"{int(n)} comparison{'s' if n != 1 else ''} ({p})" for p, n in n_holm.items()
+              if n]
+    empty = [p for p, n in n_holm.items() if not n]
+    family = f"(protocol, {label}, matched)"
+    if not tested:
+        return (f"p (Holm): {NO_COUNTERPART} throughout — no comparison of the family "
+                f"{family} was testable here, so none was adjusted; {HOLM_FAMILIES}.")
+    none = (f"; none testable under the {' and '.join(empty)} protocol"
+            f"{'s' if len(empty) > 1 else ''} ({NO_COUNTERPART})" if empty else "")
+    return f"p (Holm): family = {family} over {', '.join(tested)}{none}; {HOLM_FAMILIES}."
 
 
 def table1(comp: pd.DataFrame, reported: Reported | None = None,

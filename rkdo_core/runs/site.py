@@ -6,7 +6,8 @@ index.html.
 2. executes ``notebooks/04_figures.ipynb`` for one run (the first seed) of every
    dataset × protocol × method into ``DIR/diagnostics/`` (loss per step, p/q heat-maps);
 3. renders every executed notebook below DIR to HTML (skipping ones already rendered since
-   they last changed);
+   they last changed); the pages load nothing from outside the folder (MathML, no
+   scripts: :func:`rkdo_core.runs.notebooks.render_html`);
 4. writes ``DIR/index.html`` linking runs, tables, figures and notebooks.
 """
 
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..datasets import dataset_label
 from ..layout import (
     AGGREGATE_NOTEBOOK,
     DIAGNOSTICS_NOTEBOOK,
@@ -31,7 +34,7 @@ from ..layout import (
     step_accounting,
 )
 from ..runio import read_json
-from .notebooks import execute_notebook, render_html
+from .notebooks import OFFLINE_MARKER, execute_notebook, render_html
 
 
 def find_runs(results_dir: Path) -> list[dict[str, Any]]:
@@ -63,26 +66,31 @@ def aggregate_params(results_dir: Path) -> dict[str, Any]:
 
 def diagnostic_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first complete seed of every dataset × protocol × method."""
-    def seed_key(r):  # numeric seeds in order (42 before 101), odd folder names last
-        return (0, r["seed"], "") if isinstance(r["seed"], int) else (1, 0, str(r["seed"]))
-
     chosen: dict[tuple, dict] = {}
     for r in sorted(runs, key=lambda r: (r["dataset"], r["protocol"], r["method"],
-                                         seed_key(r))):
+                                         _seed_key(r))):
         key = (r["dataset"], r["protocol"], r["method"])
         if r["status"] == "complete" and key not in chosen:
             chosen[key] = r
     return list(chosen.values())
 
 
+def _rendered_offline(page: Path) -> bool:
+    """The page was rendered by :func:`render_html` as it is now (no CDN scripts)."""
+    with open(page, encoding="utf-8", errors="replace") as f:
+        return OFFLINE_MARKER in f.read(8192)
+
+
 def render_all(results_dir: Path, progress: bool = False) -> list[Path]:
-    """HTML beside every executed notebook below ``results_dir`` that lacks a fresh one."""
+    """HTML beside every executed notebook below ``results_dir`` that lacks a fresh one (or
+    has one rendered before the pages were made offline)."""
     todo = []
     for nb in sorted(results_dir.rglob("*.ipynb")):
         if nb.name.startswith(".") or ".ipynb_checkpoints" in nb.parts:
             continue
         out = nb.with_suffix(".html")
-        if not out.exists() or out.stat().st_mtime < nb.stat().st_mtime:
+        if not out.exists() or out.stat().st_mtime < nb.stat().st_mtime \
+                or not _rendered_offline(out):
             todo.append(nb)
     return [render_html(nb) for nb in tqdm(todo, desc="HTML", disable=not progress)]
 
@@ -112,15 +120,43 @@ def build_site(results_dir: str | Path, *, diagnostics: bool = True,
 
 
 # ---- index.html -------------------------------------------------------------------------
+# The page fits a 1280-px window (tests/test_browser.py): prose at most 1200 px wide, tables
+# in a smaller font with wrapping headers and cells, and a table wider than one panel split
+# into panels of columns, each repeating the row's key columns (dataset, protocol, budget,
+# ...) — Table 5 has ~40 columns, Table 1 ~20. The page loads nothing from outside.
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
-table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.2em .5em}
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+line-height:1.4}
+table{border-collapse:collapse;font-size:12.5px;max-width:100%;margin:.4em 0}
+td,th{border:1px solid #ccc;padding:.2em .35em;vertical-align:top;overflow-wrap:break-word}
+th{background:#f3f3f3;text-align:left;font-weight:600}
+td.num{white-space:nowrap}caption{text-align:left;font-size:.85em;color:#555;padding:.2em 0}
+.note{font-size:.85em;color:#333}.files{font-size:.9em}
 figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#333}
 .failed{color:#b00}.incomplete{color:#a60}pre{background:#f6f6f6;padding:.6em;overflow:auto}"""
 
+#: characters (at the tables' font size, ~7.4 px each) one panel of a table may take, cell
+#: padding included: about 1150 px
+PANEL_CHARS = 155
+#: a column whose cells are longer than this is prose: it wraps, and counts as
+#: PROSE_CHARS wide when a table is split into panels
+WRAP_CHARS = 40
+PROSE_CHARS = 24
+#: leading columns that identify a row, repeated in every panel of a split table
+KEY_COLUMNS = frozenset({"Dataset", "Protocol", "Epochs", "Epochs (steps)", "Metric",
+                         "Probe", "Compute", "RKDO epochs (steps)", "I-Con epochs (steps)",
+                         "Claim"})
+
+
+def _words(values) -> str:
+    """A list as prose: ``['digits', 'cifar10']`` -> "digits, cifar10"."""
+    if isinstance(values, (list, tuple)):
+        return ", ".join(str(v) for v in values)
+    return str(values)
+
 
 def _markdown_html(text: str) -> str:
-    """A Markdown table as HTML, through mistune (nbconvert's own Markdown renderer)."""
+    """Markdown as HTML, through mistune (nbconvert's own Markdown renderer)."""
     try:
         import mistune
 
@@ -129,10 +165,193 @@ def _markdown_html(text: str) -> str:
         return f"<pre>{html.escape(text)}</pre>"
 
 
+def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]]] | None:
+    """The first pipe table of a Markdown text (as :func:`rkdo_core.reporting.fmt.
+    table_markdown` writes it, a ``|`` in a cell escaped ``\\|``): header and rows of cell
+    strings (cells split at " | ", so an unescaped "||" in a cell, as in tables written
+    before they were escaped, stays in its cell); ``None`` where there is none or a row's
+    cell count differs from the header's."""
+    lines = text.splitlines()
+
+    def cells(line: str) -> list[str]:  # tabulate pads every cell with spaces
+        return [c.strip().replace("\\|", "|")
+                for c in re.split(r"(?<!\\) \| ", line.strip()[1:-1])]
+
+    for k in range(len(lines) - 1):
+        sep = lines[k + 1].strip()
+        if lines[k].startswith("|") and sep.startswith("|") and set(sep) <= set("|:- "):
+            header = cells(lines[k])
+            rows = []
+            for line in lines[k + 2:]:
+                if not line.startswith("|"):
+                    break
+                rows.append(cells(line))
+            if any(len(r) != len(header) for r in rows):
+                return None
+            return header, rows
+    return None
+
+
+def _group_prefixes(header: list[str]) -> list[str]:
+    """Per column, the "group: " prefix of its header where at least two columns share it
+    (Table 5's "I-Con obj.: …", Table 6's "full: …"), else ""."""
+    pre = [h.split(": ", 1)[0] if ": " in h else "" for h in header]
+    return [p if p and pre.count(p) > 1 else "" for p in pre]
+
+
+def _col_chars(name: str, values: list[str]) -> float:
+    """The characters a column takes: its longest cell, or :data:`PROSE_CHARS` for text
+    longer than :data:`WRAP_CHARS` (it wraps), or its header on at most two lines, whichever
+    is wider, plus padding."""
+    cell = max((len(v) for v in values), default=1)
+    cell = cell if cell <= WRAP_CHARS else PROSE_CHARS
+    head = max(max((len(w) for w in name.split()), default=1), (len(name) + 1) // 2)
+    return min(max(head, cell), WRAP_CHARS) + 1.5
+
+
+def _together(left: str, right: str) -> bool:
+    """Adjacent columns a panel split must not separate: RKDO's and I-Con's side of one
+    quantity ("RKDO FLOPs", "I-Con FLOPs"), the paper's columns."""
+    return (right.replace("I-Con", "RKDO") == left
+            or (left.startswith("Paper") and right.startswith("Paper")))
+
+
+def table_panels(header: list[str], rows: list[list[str]],
+                 budget: float = PANEL_CHARS) -> list[list[int]]:
+    """Column indices of each panel: the key columns (:data:`KEY_COLUMNS`, leading) in
+    every panel, the others in order — columns sharing a prefix, and RKDO's and I-Con's
+    side of a quantity, kept together — as many per panel as fit ``budget`` characters."""
+    key = []
+    for i, h in enumerate(header):
+        if h not in KEY_COLUMNS:
+            break
+        key.append(i)
+    prefix = _group_prefixes(header)
+    width = {i: _col_chars(h.split(": ", 1)[1] if prefix[i] else h, [r[i] for r in rows])
+             for i, h in enumerate(header)}
+    groups: list[list[int]] = []
+    for i in range(len(key), len(header)):
+        if groups and ((prefix[i] and prefix[groups[-1][0]] == prefix[i])
+                       or _together(header[i - 1], header[i])):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    room = budget - sum(width[i] for i in key)
+    sizes = [sum(width[i] for i in g) for g in groups]
+
+    def fill(limit: float) -> list[list[int]]:  # greedy: the fewest panels for a limit
+        out: list[list[int]] = []
+        current: list[int] = []
+        used = 0.0
+        for g, w in zip(groups, sizes):
+            if current and used + w > limit:
+                out.append(current)
+                current, used = [], 0.0
+            current += g
+            used += w
+        return out + [current] if current or not out else out
+
+    panels = fill(room)
+    # as few panels, of even widths: the smallest limit that needs no more panels
+    limit = sum(sizes) / len(panels)
+    while limit < room and len(fill(limit)) > len(panels):
+        limit += 1.0
+    return [key + cols for cols in (fill(limit) if limit < room else panels)]
+
+
+_NUMBER = r"[-+−]?[\d.,]+(?:e[-+]?\d+| × 10[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+)?"
+
+
+def _is_number(cell: str) -> bool:
+    """A number, a mean ± std or a percentage: kept on one line."""
+    return bool(re.fullmatch(rf"{_NUMBER}(?: ± {_NUMBER})?(?: %)?", cell))
+
+
+def _header(name: str, values: list[str]) -> str:
+    """A header cell's text, escaped; one longer than its column's cells on two lines
+    (split where the longer line is shortest), as :func:`_col_chars` assumes."""
+    words = name.split()
+    cell = max((len(v) for v in values), default=1)
+    if len(words) < 2 or len(name) <= max(cell, 8):
+        return html.escape(name)
+    k = min(range(1, len(words)), key=lambda k: max(len(" ".join(words[:k])),
+                                                    len(" ".join(words[k:]))))
+    return html.escape(" ".join(words[:k])) + "<br>" + html.escape(" ".join(words[k:]))
+
+
+def table_html(header: list[str], rows: list[list[str]]) -> str:
+    """A table as HTML panels (:func:`table_panels`), every cell escaped; a panel with
+    grouped columns gets a two-row header (the group over its columns)."""
+    esc = html.escape
+    prefix = _group_prefixes(header)
+    panels = table_panels(header, rows)
+
+    def head(i: int, name: str) -> str:
+        return _header(name, [r[i] for r in rows])
+
+    out = []
+    for n, cols in enumerate(panels, 1):
+        parts = ["<table>"]
+        if len(panels) > 1:
+            parts.append(f"<caption>part {n} of {len(panels)}</caption>")
+        if any(prefix[i] for i in cols):
+            top, sub = [], []
+            k = 0
+            while k < len(cols):
+                i = cols[k]
+                if not prefix[i]:
+                    top.append(f"<th rowspan='2'>{head(i, header[i])}</th>")
+                    k += 1
+                    continue
+                span = cols[k:k + next((m for m, j in enumerate(cols[k:])
+                                         if prefix[j] != prefix[i]), len(cols) - k)]
+                top.append(f"<th colspan='{len(span)}'>{esc(prefix[i])}</th>")
+                sub += [f"<th>{head(j, header[j].split(': ', 1)[1])}</th>" for j in span]
+                k += len(span)
+            parts.append("<thead><tr>" + "".join(top) + "</tr><tr>" + "".join(sub)
+                         + "</tr></thead>")
+        else:
+            parts.append("<thead><tr>" + "".join(f"<th>{head(i, header[i])}</th>" for i in cols)
+                         + "</tr></thead>")
+        parts.append("<tbody>")
+        for r in rows:
+            parts.append("<tr>" + "".join(
+                f"<td class='num'>{esc(r[i])}</td>" if _is_number(r[i]) else
+                f"<td>{esc(r[i])}</td>" for i in cols) + "</tr>")
+        parts.append("</tbody></table>")
+        out.append("".join(parts))
+    return "\n".join(out)
+
+
+def _table_section(results_dir: Path, entry: dict) -> list[str]:
+    """One table of the manifest: its title once (a heading), links to its files, the
+    table (split into panels where wide) and its note."""
+    esc = html.escape
+    files = [results_dir / f for f in entry.get("files", [])]
+    name = entry.get("name", "")
+    parts = [f"<h3 id='{esc(name)}'>{esc(entry.get('title') or name)}</h3><p class='files'>"
+             + " · ".join(_link(results_dir, f, f.suffix[1:]) for f in files) + "</p>"]
+    md = [f for f in files if f.suffix == ".md" and f.exists()]
+    text = md[0].read_text(encoding="utf-8") if md else ""
+    parsed = parse_markdown_table(text) if text else None
+    if parsed is not None:
+        parts.append(table_html(*parsed))
+    elif "(no rows)" in text:
+        parts.append("<p><i>(no rows)</i></p>")
+    elif text:  # not a table this module can read: the Markdown, less title and note
+        for shown in (f"**{entry.get('title')}**", entry.get("note")):
+            text = text.replace(shown, "", 1) if shown else text
+        parts.append(_markdown_html(text))
+    if entry.get("note"):
+        parts.append(f"<p class='note'>{esc(entry['note'])}</p>")
+    return parts
+
+
 def _link(results_dir: Path, path: Path, text: str) -> str:
     if not path.exists():
         return html.escape(text) + " (missing)"
-    return f'<a href="{html.escape(str(path.relative_to(results_dir)))}">{html.escape(text)}</a>'
+    return f'<a href="{html.escape(path.relative_to(results_dir).as_posix())}">' \
+           f'{html.escape(text)}</a>'
 
 
 def _audit_summary(manifest: dict) -> list[str]:
@@ -164,40 +383,56 @@ def _audit_summary(manifest: dict) -> list[str]:
     return parts
 
 
+def _seed_key(r: dict[str, Any]) -> tuple:
+    """Numeric seeds in numeric order (42 before 123), odd folder names last."""
+    return (0, r["seed"], "") if isinstance(r["seed"], int) else (1, 0, str(r["seed"]))
+
+
 def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> Path:
     runs = find_runs(results_dir) if runs is None else runs
+    runs = sorted(runs, key=lambda r: (r["dataset"], r["protocol"], r["method"],
+                                       _seed_key(r)))
     esc = html.escape
     manifest_path = results_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     grid = read_json(results_dir / GRID_RECORD) if (results_dir / GRID_RECORD).exists() else {}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>RKDO reproduction: "
-             f"{esc(results_dir.name)}</title><style>{_CSS}</style></head><body>",
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>RKDO reproduction: {esc(results_dir.name)}</title>"
+             f"<style>{_CSS}</style></head><body>",
              f"<h1>RKDO vs I-Con reproduction: {esc(results_dir.name)}</h1>"]
     if grid:
+        datasets = [dataset_label(d) for d in grid.get("datasets", [])]
         parts.append(f"<p>Grid <code>{esc(str(grid.get('source')))}</code>: "
-                     f"{esc(grid.get('description', ''))}. Datasets {esc(str(grid['datasets']))},"
-                     f" methods {esc(str(grid['methods']))}, seeds {esc(str(grid['seeds']))}, "
-                     f"budgets {esc(str(grid['epochs']))}, {esc(grid['preset'])} protocol.</p>")
+                     f"{esc(grid.get('description', ''))}. Datasets {esc(_words(datasets))}; "
+                     f"methods {esc(_words(grid.get('methods', [])))}; seeds "
+                     f"{esc(_words(grid.get('seeds', [])))}; budgets "
+                     f"{esc(_words(grid.get('epochs', [])))} epochs; "
+                     f"{esc(str(grid.get('preset', '')))} protocol.</p>")
     counts = {s: sum(r["status"] == s for r in runs) for s in ("complete", "failed",
                                                                "incomplete")}
     parts.append(f"<p>{len(runs)} runs: {counts['complete']} complete, {counts['failed']} "
                  f"failed, {counts['incomplete']} incomplete. Every number below comes from "
                  f"the runs' metrics files; the aggregation notebook is "
                  f"{_link(results_dir, results_dir / '05_aggregate.html', '05_aggregate')}.</p>")
+    machine = [(name, what) for name, what in (
+        ("comparison.csv", "every paired comparison RKDO vs I-Con, per dataset, protocol, "
+                           "metric and budget, at full precision"),
+        (MANIFEST, "the manifest: tables, figures, captions, sentences and verdicts"))
+        if (results_dir / name).exists()]
+    if machine:
+        parts.append("<p>Machine-readable: " + "; ".join(
+            f"{_link(results_dir, results_dir / name, name)} ({esc(what)})"
+            for name, what in machine) + ".</p>")
     parts += _audit_summary(manifest)
     parts.append("<h2>Tables</h2>")
     for t in manifest.get("tables", []):
-        files = [results_dir / f for f in t.get("files", [])]
-        parts.append(f"<h3>{esc(t.get('title', t.get('name', '')))}</h3><p>"
-                     + " · ".join(_link(results_dir, f, f.suffix[1:]) for f in files) + "</p>")
-        md = [f for f in files if f.suffix == ".md" and f.exists()]
-        if md:
-            parts.append(_markdown_html(md[0].read_text()))
+        parts += _table_section(results_dir, t)
     parts.append("<h2>Figures</h2>")
     for fig in manifest.get("figures", []):
         files = [results_dir / f for f in fig.get("files", [])]
         png = [f for f in files if f.suffix == ".png"]
-        img = (f"<img src='{esc(str(png[0].relative_to(results_dir)))}' "
+        img = (f"<img src='{esc(png[0].relative_to(results_dir).as_posix())}' "
                f"alt='{esc(fig.get('name', ''))}'>") if png else ""
         links = " · ".join(_link(results_dir, f, f.suffix[1:]) for f in files)
         parts.append(f"<figure>{img}<figcaption><b>{esc(fig.get('name', ''))}.</b> "
