@@ -241,7 +241,8 @@ def cmd_aggregate(args) -> int:
 
     try:
         index = build_site(args.results_dir, diagnostics=not args.no_diagnostics,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress,
+                           include_altered=args.include_altered)
     except PapermillExecutionError as e:
         return _notebook_failed(AGGREGATE_NOTEBOOK, e, args.results_dir)
     print(f"written: {index}")
@@ -371,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip executing 04_figures for one run per dataset and method")
+    p.add_argument("--include-altered", action="store_true",
+                   help="use runs whose files differ from their recorded checksums (left "
+                        "out by default), marked in the tables' data and index.html")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (logs, batch jobs)")
     p.set_defaults(func=cmd_aggregate)

@@ -97,15 +97,21 @@ def run_dir_for(out: str | Path, cfg: _RunKey) -> Path:
 INTERACTIVE_RUN = ("digits", "paper", "rkdo", 42)
 
 
+def repository_dir(*parts: str) -> Path:
+    """``<repository>/<parts>``: the source checkout holding this package (where the
+    Makefile writes ``results/``); outside a checkout (an installed package), ``./``."""
+    repo = Path(__file__).resolve().parent.parent
+    root = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
+    return root.joinpath(*parts)
+
+
 def scratch_dir(*parts: str) -> Path:
     """``<repository>/scratch/<parts>``: where notebooks opened by hand write (git-ignored,
     never a grid's results folder), whatever the kernel's working folder. Outside a source
     checkout (an installed package) it is ``./scratch``; ``$RKDO_SCRATCH`` replaces it."""
     if os.environ.get("RKDO_SCRATCH"):
         return Path(os.environ["RKDO_SCRATCH"]).joinpath(*parts)
-    repo = Path(__file__).resolve().parent.parent
-    root = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
-    return root.joinpath("scratch", *parts)
+    return repository_dir("scratch", *parts)
 
 
 def interactive_run_dir(dataset: str = INTERACTIVE_RUN[0], protocol: str = INTERACTIVE_RUN[1],

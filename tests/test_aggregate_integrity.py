@@ -121,3 +121,30 @@ def test_when_every_run_is_altered_the_error_says_so(intact, tmp_path):
         _alter_in_place(f)
     with pytest.raises(FileNotFoundError, match="left out because their files differ"):
         aggregate(root, out_dir=tmp_path / "agg")
+
+
+@pytest.mark.slow
+def test_rkdo_aggregate_names_the_left_out_runs_in_index_html(damaged, tmp_path, capsys):
+    """End to end: `rkdo aggregate` (05_aggregate through papermill, then index.html)."""
+    from rkdo_core.cli import main
+
+    root = tmp_path / "results"
+    shutil.copytree(damaged, root)
+    assert main(["aggregate", str(root), "--no-diagnostics", "--no-progress"]) == 0
+    page = (root / "index.html").read_text(encoding="utf-8")
+    assert "4 run(s) left out of every table and figure" in page
+    for run in (IN_PLACE, GARBLED, MISSING, LEFTOVER):
+        assert f"<code>{run}</code>" in page
+    assert "metrics/epoch_002.json (sha256 differs from the recorded one)" in page
+    executed = (root / "05_aggregate.ipynb").read_text(encoding="utf-8")
+    assert f"left out for altered files: {IN_PLACE}" in executed
+
+
+def test_include_altered_reaches_the_notebook(tmp_path):
+    from rkdo_core.cli import build_parser
+    from rkdo_core.runs.site import aggregate_params
+
+    assert aggregate_params(tmp_path)["include_altered"] is False
+    assert aggregate_params(tmp_path, include_altered=True)["include_altered"] is True
+    args = build_parser().parse_args(["aggregate", str(tmp_path), "--include-altered"])
+    assert args.include_altered is True

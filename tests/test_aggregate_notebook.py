@@ -104,12 +104,13 @@ def test_notebook_is_thin_and_committed_clean():
     # the parameters as papermill sees them (names and defaults), not the cell's characters
     params = papermill.inspect_notebook(str(NOTEBOOK))
     assert {k: v["default"] for k, v in params.items()} == {
-        "results_dir": '"results/smoke"', "out_dir": '"results/smoke/aggregate"',
+        "results_dir": "None", "out_dir": "None",
         "reported_path": "None", "table4_epoch": "2", "table3_pairs": "[[1, 5], [2, 5]]",
-        "flops_path": "None", "theory_checks_path": "None", "min_important_difference": "None"}
+        "flops_path": "None", "theory_checks_path": "None", "min_important_difference": "None",
+        "include_altered": "False"}
     assert set(notebook_parameters(NOTEBOOK)) == {
         "results_dir", "out_dir", "reported_path", "table4_epoch", "table3_pairs",
-        "flops_path", "theory_checks_path", "min_important_difference"}
+        "flops_path", "theory_checks_path", "min_important_difference", "include_altered"}
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "class " not in code and not re.search(r"^\s*def\s", code, re.M)
     assert "from rkdo_core." in code

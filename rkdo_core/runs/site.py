@@ -55,9 +55,10 @@ def find_runs(results_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def aggregate_params(results_dir: Path) -> dict[str, Any]:
+def aggregate_params(results_dir: Path, include_altered: bool = False) -> dict[str, Any]:
     """05_aggregate's parameters; the grid's ``aggregate:`` section when the folder has one."""
-    params: dict[str, Any] = {"results_dir": str(results_dir), "out_dir": str(results_dir)}
+    params: dict[str, Any] = {"results_dir": str(results_dir), "out_dir": str(results_dir),
+                              "include_altered": include_altered}
     record = results_dir / GRID_RECORD
     if record.exists():
         params.update(read_json(record).get("aggregate", {}))
@@ -96,7 +97,7 @@ def render_all(results_dir: Path, progress: bool = False) -> list[Path]:
 
 
 def build_site(results_dir: str | Path, *, diagnostics: bool = True,
-               progress: bool = True) -> Path:
+               progress: bool = True, include_altered: bool = False) -> Path:
     """Steps 1-4 of the module docstring; returns the index.html path."""
     results_dir = Path(results_dir).resolve()
     if not results_dir.is_dir():
@@ -108,7 +109,7 @@ def build_site(results_dir: str | Path, *, diagnostics: bool = True,
             f"no complete run (a seed_N folder with {RUN_COMPLETE}) below {results_dir}; "
             f"found {len(runs)} incomplete or failed run(s). Run `rkdo grid` first")
     execute_notebook(AGGREGATE_NOTEBOOK, results_dir / AGGREGATE_NOTEBOOK,
-                     aggregate_params(results_dir), cwd=results_dir)
+                     aggregate_params(results_dir, include_altered), cwd=results_dir)
     if diagnostics:
         chosen = diagnostic_runs(runs)
         for r in tqdm(chosen, desc="diagnostics", disable=not progress):
@@ -388,6 +389,26 @@ def _seed_key(r: dict[str, Any]) -> tuple:
     return (0, r["seed"], "") if isinstance(r["seed"], int) else (1, 0, str(r["seed"]))
 
 
+def _integrity_summary(manifest: dict) -> list[str]:
+    """Runs whose files differ from their recorded checksums: left out of every number below
+    (or, with ``rkdo aggregate --include-altered``, included and named here)."""
+    esc = html.escape
+    excluded = manifest.get("excluded_runs", [])
+    included = manifest.get("included_altered_runs", [])
+    if not excluded and not included:
+        return []
+    runs = included or excluded
+    head = (f"{len(included)} run(s) INCLUDED although their files differ from the checksums "
+            "recorded when they completed (<code>--include-altered</code>); their rows carry "
+            "the problem in an <code>integrity</code> column" if included else
+            f"{len(excluded)} run(s) left out of every table and figure: their files differ "
+            "from the checksums recorded when they completed (<code>rkdo verify</code> lists "
+            "the same; <code>rkdo aggregate --include-altered</code> uses them, marked)")
+    items = "".join(f"<li><code>{esc(r['run'])}</code> ({esc(r.get('state', ''))}): "
+                    f"{esc('; '.join(r.get('problems', [])))}</li>" for r in runs)
+    return [f"<h2 class='failed'>Integrity</h2><p class='failed'>{head}:</p><ul>{items}</ul>"]
+
+
 def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> Path:
     runs = find_runs(results_dir) if runs is None else runs
     runs = sorted(runs, key=lambda r: (r["dataset"], r["protocol"], r["method"],
@@ -424,6 +445,7 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
         parts.append("<p>Machine-readable: " + "; ".join(
             f"{_link(results_dir, results_dir / name, name)} ({esc(what)})"
             for name, what in machine) + ".</p>")
+    parts += _integrity_summary(manifest)
     parts += _audit_summary(manifest)
     parts.append("<h2>Tables</h2>")
     for t in manifest.get("tables", []):
