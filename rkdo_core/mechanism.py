@@ -66,6 +66,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from .config import TEMPERATURE_RANGE
 from .losses import icon_log_target, icon_loss, rkdo_loss, rkdo_recursion
 
 #: The loss settings of :class:`rkdo_core.config.RunConfig` (its defaults), by the keyword
@@ -95,8 +96,10 @@ def _settings(**settings: Any) -> dict[str, Any]:
         raise ValueError(f"unknown loss setting {unknown[0]}={settings[unknown[0]]!r}; "
                          f"allowed: {list(DEFAULT_SETTINGS)}")
     s = {**DEFAULT_SETTINGS, **settings}
-    if not _is_number(s["temperature"]) or not s["temperature"] > 0:
-        raise ValueError(f"temperature must be a number > 0; got temperature={s['temperature']!r}")
+    lo, hi = TEMPERATURE_RANGE  # where the float32 loss is representable (config.py)
+    if not _is_number(s["temperature"]) or not lo <= s["temperature"] <= hi:
+        raise ValueError(f"temperature must be a finite number in [{lo:g}, {hi:g}]; got "
+                         f"temperature={s['temperature']!r}")
     if not _is_number(s["debias_alpha"]) or not 0 <= s["debias_alpha"] <= 1:
         raise ValueError(f"debias_alpha must lie in [0, 1]; got debias_alpha={s['debias_alpha']!r}")
     if not _is_number(s["alpha"]) or not 0 < s["alpha"] <= 1:
@@ -104,8 +107,13 @@ def _settings(**settings: Any) -> dict[str, Any]:
     if not _is_int(s["depth"]) or s["depth"] < 1:
         raise ValueError(f"depth must be an integer >= 1; got depth={s['depth']!r}")
     if not _is_number(s["beta"]) or not s["beta"] < 1:
-        raise ValueError(f"beta must be a number < 1 so that every scheduled temperature "
-                         f"τ0·(1 − β·t/T) stays > 0; got beta={s['beta']!r}")
+        raise ValueError(f"beta must be a finite number < 1 so that every scheduled "
+                         f"temperature τ0·(1 − β·t/T) stays > 0; got beta={s['beta']!r}")
+    last = s["temperature"] * (1 - s["beta"])
+    if not lo <= last <= hi:
+        raise ValueError(f"the last scheduled temperature τ0·(1 − β) = {last:g} must lie in "
+                         f"[{lo:g}, {hi:g}]; got temperature={s['temperature']!r}, "
+                         f"beta={s['beta']!r}")
     return {"temperature": float(s["temperature"]), "debias_alpha": float(s["debias_alpha"]),
             "alpha": float(s["alpha"]), "depth": int(s["depth"]), "beta": float(s["beta"])}
 

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from .config import ConfigError
+
 FEATURE_DIM = 512
 EMBED_DIM = 64
 
@@ -122,11 +124,17 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError("device", name, "must be auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was requested but CUDA is not available here; "
-                           "use device='auto' or 'cpu'")
+        raise ConfigError("device", name, "not available: CUDA is not available here; use "
+                          "device='auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError("device", name, f"this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"device={name!r} was requested but MPS is not available here; "
-                           "use device='auto' or 'cpu'")
+        raise ConfigError("device", name, "not available: MPS is not available here; use "
+                          "device='auto' or 'cpu'")
     return dev

@@ -279,3 +279,13 @@ def test_relative_gap_grows_with_alignment_on_synthetic_views():
 def test_config_dataclass_has_the_swept_loss_fields():
     names = {f.name for f in dataclasses.fields(RunConfig)}
     assert set(DEFAULT_SETTINGS) <= names
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=float("inf")), dict(temperature=1e-300),
+                                      dict(beta=float("-inf")), dict(beta=0.9999)])
+def test_mechanism_refuses_settings_training_refuses(settings):
+    """The same float32-safe temperature range as RunConfig (config.TEMPERATURE_RANGE)."""
+    from rkdo_core.mechanism import _settings
+
+    with pytest.raises(ValueError, match="temperature|beta"):
+        _settings(**settings)

@@ -210,3 +210,18 @@ def test_installed_versions_match_the_lock():
     if off and not os.environ.get("RKDO_REQUIRE_LOCK"):
         pytest.skip(f"this environment was not installed through constraints.txt: {off}")
     assert not off
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:7", "bogus:x"])
+def test_an_unavailable_device_is_a_config_error_everywhere(name):
+    """resolve_device is shared by training, evaluation and bench: one line, not a
+    RuntimeError traceback (CUDA absent on this machine)."""
+    import torch
+
+    from rkdo_core.config import ConfigError
+    from rkdo_core.model import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ConfigError, match="device="):
+        resolve_device(name)
