@@ -95,7 +95,7 @@ def test_bad_epoch_names_the_budgets(run):
 
 def test_missing_or_untrained_run_dir(tmp_path):
     missing = tmp_path / "nope"
-    with pytest.raises(FileNotFoundError, match=r"run_dir='.*nope': no such folder"):
+    with pytest.raises(FileNotFoundError, match=r"run_dir='.*nope': does not exist"):
         D.budget_table(missing)
     with pytest.raises(FileNotFoundError, match=r"run_dir='.*nope': no such folder"):
         D.read_train_log(missing)

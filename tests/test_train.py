@@ -66,7 +66,10 @@ def test_run_folder_contents(tiny_runs):
     for key in ("git_sha", "git_dirty", "torch", "torchvision", "device"):
         assert key in cfg["provenance"]
     for e in (0, 1, 2):
-        assert checkpoint_path(run, e).exists()
+        # weights only: the model and the budget, no optimizer state (tests/test_checkpoints.py)
+        state = torch.load(checkpoint_path(run, e), weights_only=True)
+        assert set(state) == {"model", "epoch", "steps", "train_loss"}
+        assert (state["epoch"], state["steps"]) == (e, 3 * e)
 
 
 def test_budget_zero_checkpoint_is_the_fresh_encoder(tiny_runs):

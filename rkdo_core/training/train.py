@@ -7,6 +7,7 @@ run rather than four separate trainings. Run folder layout::
     RUN/config.json            resolved config + provenance (git SHA, versions, device)
     RUN/train_log.jsonl        one line per optimizer step: step, epoch, loss, seconds
     RUN/checkpoints/epoch_NNN.pt
+                               model weights + epoch, steps, train loss; no optimizer state
     RUN/train_complete.json    written last: the run trained to every budget
     RUN/metrics/epoch_NNN.json written by evaluation (training/evaluate.py)
 
@@ -150,13 +151,13 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
                        "steps_per_epoch": n_steps, "n_train": n_train,
                        "implementation": setup.implementation()})
 
-    model, opt = setup.model, setup.optimizer
+    model = setup.model
     data_seed, aug_seed, probe_seed = _seeds(config.seed)
     g_data = torch.Generator().manual_seed(data_seed)
     g_aug = torch.Generator().manual_seed(aug_seed)
     images = data.train.images.to(device)
 
-    torch_save_atomic(checkpoint_path(out, 0), _checkpoint(model, opt, 0, 0, None))
+    torch_save_atomic(checkpoint_path(out, 0), _checkpoint(model, 0, 0, None))
     budgets = set(config.epochs)
     records: dict[int, dict[str, Any]] = {0: {
         "epoch": 0, "steps": 0,
@@ -213,7 +214,7 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
                 # The paper's "final training loss": mean batch loss of the last epoch.
                 rec = {"epoch": epoch, "steps": step, "train_loss": float(np.mean(values))}
                 torch_save_atomic(checkpoint_path(out, epoch),
-                                  _checkpoint(model, opt, epoch, step, rec["train_loss"]))
+                                  _checkpoint(model, epoch, step, rec["train_loss"]))
                 records[epoch] = rec
     done = {"config": config.to_dict(), "steps_per_epoch": n_steps,
             "budgets": [records[b] for b in sorted(records)],
@@ -449,12 +450,22 @@ def _initial_loss(model: Encoder, loss_fn, images: torch.Tensor, n_steps: int,
     return float(torch.stack(values).mean())
 
 
-def _checkpoint(model: Encoder, opt, epoch: int, step: int, train_loss: float | None) -> dict:
-    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-            "steps": step, "train_loss": train_loss}
+def _checkpoint(model: Encoder, epoch: int, step: int, train_loss: float | None) -> dict:
+    """What ``RUN/checkpoints/epoch_NNN.pt`` holds: the model's ``state_dict`` (weights and
+    batch-norm buffers, exactly as trained, float32) and the budget's ``epoch``, ``steps``
+    and ``train_loss``. No optimizer state: the checkpoints are results that evaluation
+    reads, not restart points (a run killed mid-training is retrained from scratch), and
+    Adam's two moments would triple the file (docs/design.md, "Checkpoints: weights only")."""
+    return {"model": model.state_dict(), "epoch": epoch, "steps": step,
+            "train_loss": train_loss}
 
 
 def load_encoder(config: RunConfig, ckpt: str | Path, device: torch.device) -> Encoder:
+    """The encoder of ``config`` with the weights of checkpoint ``ckpt``, in eval mode.
+
+    Reads only the ``"model"`` entry (strictly: every key of the model, nothing else), so
+    checkpoints of older runs, which also hold an ``"optimizer"`` entry, load and evaluate
+    exactly as the weights-only ones written today."""
     model = build_model(config, device)
     state = torch.load(ckpt, map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
