@@ -95,9 +95,9 @@ def test_bad_epoch_names_the_budgets(run):
 
 def test_missing_or_untrained_run_dir(tmp_path):
     missing = tmp_path / "nope"
-    with pytest.raises(FileNotFoundError, match=r"run_dir='.*nope': does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"run_dir='.*nope' does not exist"):
         D.budget_table(missing)
-    with pytest.raises(FileNotFoundError, match=r"run_dir='.*nope': no such folder"):
+    with pytest.raises(FileNotFoundError, match=r"run_dir='.*nope' does not exist"):
         D.read_train_log(missing)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"run_dir='.*empty'.*train_complete\.json"):
@@ -260,5 +260,5 @@ def test_plots_return_figures_and_save_png(run, batch, tmp_path):
     assert [ax.get_title() for ax in fig.axes[:2]] == ["a", "b"]
     with pytest.raises(ValueError, match="titles"):
         D.plot_embeddings([(xy, lab)], ["a", "b"])
-    with pytest.raises(FileNotFoundError, match="no such folder"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         D.save_figure(fig, tmp_path / "nope", "x")

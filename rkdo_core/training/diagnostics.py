@@ -69,7 +69,7 @@ OPTIONAL_COLUMNS = ("linear_cv", "knn20", "knn5_cosine", "yardstick_icon", "yard
 def _run(run_dir: str | Path) -> Path:
     run = Path(run_dir)
     if not run.is_dir():
-        raise FileNotFoundError(f"run_dir={str(run_dir)!r}: no such folder (absolute: "
+        raise FileNotFoundError(f"run_dir={str(run_dir)!r} does not exist (absolute: "
                                 f"{run.resolve()}); give the folder a training run wrote to")
     return run
 
