@@ -43,15 +43,15 @@ def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
     code = textwrap.dedent(f"""
-        import time
+        import threading
         from rkdo_core.runs.locks import run_lock
         with run_lock({str(tmp_path)!r}):
             print("locked", flush=True)
-            time.sleep(600)
+            threading.Event().wait()  # holds the lock until the test kills it
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "locked"
+        assert proc.stdout.readline().strip() == "locked"  # blocks until the lock is held
         assert lock_holder(tmp_path) == lock_holder(tmp_path) != None  # noqa: E711
         assert f"pid {proc.pid}" in lock_holder(tmp_path)
     finally:
@@ -66,17 +66,43 @@ FAKE_GRID = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
     import rkdo_core.layout as layout
+    import rkdo_core.runs.backends as backends
     import rkdo_core.runs.grid as grid
     import rkdo_core.runs.runner as runner
     from rkdo_core.config import load_params
     from rkdo_core.layout import EVAL_VERSION  # a current evaluation, not a stale one
 
-    params, out, log, ready = sys.argv[1:5]
+    params, out, log, collided = sys.argv[1:5]
+    collided = Path(collided)
+
+    # Whichever process locks a run first holds it until the other process has found a run
+    # locked (when planning, or at its task), so the two collide however fast each starts.
+    real_lock_holder, real_run_task = grid.lock_holder, backends.run_task
+
+    def lock_holder(run_dir):
+        holder = real_lock_holder(run_dir)
+        if holder:
+            collided.touch()
+        return holder
+
+    def run_task(*args):
+        outcome = real_run_task(*args)
+        if outcome.status == "running elsewhere":
+            collided.touch()
+        return outcome
+
+    grid.lock_holder, backends.run_task = lock_holder, run_task
+
     def execute(name, run_dir, p, kernel):
-        if name == layout.TRAIN_NOTEBOOK:  # "training": logged, and takes a while
+        if name == layout.TRAIN_NOTEBOOK:  # "training": logged; lasts until a collision
             with open(log, "a") as fh:
                 fh.write(f"{run_dir.parts[-2]}/{run_dir.name} {os.getpid()}\\n")
-            time.sleep(1.0)
+            # the other process (first run: the one this holds) must find it locked, and
+            # touches `collided` when it does; polled until then, bounded only on failure
+            deadline = time.monotonic() + 300
+            while not collided.exists():
+                assert time.monotonic() < deadline, "the other grid never found a lock"
+                time.sleep(0.01)
         cfg = next(c for c in spec.configs() if c.method == run_dir.parts[-2]
                    and c.seed == int(run_dir.name[5:]))
         for f in layout.expected_files(cfg.epochs):
@@ -86,9 +112,6 @@ FAKE_GRID = textwrap.dedent("""
         return run_dir / name
     runner._execute = execute
     spec = load_params(params)
-    Path(ready, str(os.getpid())).touch()  # both processes start together
-    while len(os.listdir(ready)) < 2:
-        time.sleep(0.02)
     report = grid.run_grid(spec, out, progress=False, check_data=False)
     print(json.dumps([o.status for o in report.outcomes]))
 """)
@@ -98,10 +121,9 @@ def test_two_grid_processes_on_one_folder_run_each_run_once(tmp_path):
     params = tmp_path / "four.yaml"
     params.write_text("datasets: [digits]\nmethods: [rkdo, icon]\nseeds: [1, 2]\n"
                       "epochs: [1]\n")
-    out, log, ready = tmp_path / "out", tmp_path / "executed.log", tmp_path / "ready"
-    ready.mkdir()
+    out, log, collided = tmp_path / "out", tmp_path / "executed.log", tmp_path / "collided"
     procs = [subprocess.Popen([sys.executable, "-c", FAKE_GRID, str(params), str(out),
-                               str(log), str(ready)], stdout=subprocess.PIPE, text=True)
+                               str(log), str(collided)], stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
     statuses = []
     for p in procs:
@@ -115,7 +137,7 @@ def test_two_grid_processes_on_one_folder_run_each_run_once(tmp_path):
     assert both.count("complete") == 4
     assert set(both) <= {"complete", "skipped", "running elsewhere"}
     assert both.count("complete") + both.count("skipped") + both.count("running elsewhere") == 8
-    # they did collide (they start together): some run was found locked by the other
+    # they did collide (the first holder of a run waits for that): a run was found locked
     assert both.count("running elsewhere") >= 1
     spec = load_params(params)
     assert all(is_complete(run_dir_for(out, c)) for c in spec.configs())

@@ -177,3 +177,41 @@ def test_cli_theory_bad_parameters(tmp_path, capsys):
     executed = json.loads((tmp_path / "03_convergence_theory.ipynb").read_text())
     assert any(o.get("output_type") == "error" for c in executed["cells"]
                for o in c.get("outputs", []))
+
+
+def test_concurrent_notebooks_each_run_in_their_folder_and_leave_the_process_cwd(tmp_path):
+    """The local back-end executes runs in threads. papermill's ``cwd`` os.chdir()s the
+    whole process, so concurrent executions started kernels in each other's folders and
+    left the process in a run folder (relative paths broke after a grid)."""
+    import os
+    import threading
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
+        "name": "rkdo", "language": "python", "display_name": "rkdo-suite (.venv)"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(
+                    "import os, time\ntime.sleep(0.5)\nopen('where.txt', 'w').write(os.getcwd())")]
+    src = tmp_path / "probe.ipynb"
+    nbformat.write(nb, src)
+    start = os.getcwd()
+    errors = []
+
+    def run(i):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        try:
+            execute_notebook(src, folder / "out.ipynb", {"x": i}, cwd=folder)
+        except Exception as e:  # noqa: BLE001 — reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and os.getcwd() == start
+    for i in range(3):
+        assert (tmp_path / f"run{i}" / "where.txt").read_text() == str(
+            (tmp_path / f"run{i}").resolve())

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import testhooks
 from ..layout import THEORY_NOTEBOOK
 
 #: the mechanism notebook (rkdo mechanism)
@@ -91,26 +92,158 @@ def execute_notebook(name_or_path: str | Path, output_path: str | Path,
                          f"{src.name}; its parameters are {sorted(known)}")
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The kernel's working folder goes to nbclient (resources.metadata.path: the kernel is
+    # started there), not to papermill's ``cwd``, which os.chdir()s the whole process: with
+    # the local back-end's runs in threads, concurrent chdirs left the process (and the
+    # next kernels) in another run's folder, and relative paths after a grid broke.
+    kernel_cwd = {"resources": {"metadata": {"path": str(Path(cwd).resolve())}}} \
+        if cwd is not None else {}
     papermill.execute_notebook(
-        str(src), str(out), parameters=parameters,
+        str(src), str(out.resolve()), parameters=parameters,
         kernel_name=kernel_name or default_kernel(),
         progress_bar=False, log_output=False,
-        cwd=str(cwd) if cwd is not None else None,
-        extra_arguments=KERNEL_ARGUMENTS)
+        extra_arguments=KERNEL_ARGUMENTS, **kernel_cwd,
+        **_test_pause_hooks(Path(cwd) if cwd is not None else Path.cwd(), src.name))
     return out
 
 
+def _test_pause_hooks(folder: Path, name: str) -> dict[str, Any]:
+    """Test-only hook (:mod:`rkdo_core.testhooks`): when a test has set
+    ``RKDO_TEST_PAUSE_AT``, nbclient's ``on_cell_execute`` callback, which calls
+    :func:`~rkdo_core.testhooks.pause_point` with the stage ``FOLDER/NAME cell ID`` just
+    before each code cell is sent to the kernel. Otherwise nothing: papermill runs as if
+    this did not exist."""
+    if not testhooks.active():
+        return {}
+    prefix = f"{folder.resolve()}/{name}"
+
+    def before_cell(cell, cell_index, **_):
+        testhooks.pause_point(f"{prefix} cell {cell.get('id')}")
+
+    return {"on_cell_execute": before_cell}
+
+
+# ---- HTML rendering: self-contained, offline pages ----------------------------------------
+# nbconvert's lab template loads require.js and MathJax from a CDN (and mermaid.js where a
+# notebook has a diagram): an offline reader would see raw TeX. The pages are rendered
+# without any script instead: TeX in Markdown (cells and Markdown outputs) and text/latex
+# outputs is converted to MathML on this side (latex2mathml), which browsers draw natively
+# (Chromium 109+, Firefox, Safari); the TeX source stays in each formula's <annotation>.
+# Where latex2mathml is missing or cannot parse a formula, the TeX is shown as code. The CSS
+# nbconvert inlines is kept, without its comments (they carry URLs). No page fetches anything.
+
+#: in the <head> of every page rendered this way, near the top: `rkdo aggregate` renders a
+#: page again where it lacks it (one rendered before, loading scripts from a CDN)
+OFFLINE_MARKER = "rkdo_core offline HTML (MathML, no scripts)"
+#: the template: nbconvert's lab template without require.js, widgets, MathJax and mermaid
+_OFFLINE_TEMPLATE = "rkdo_offline.html.j2"
+_OFFLINE_TEMPLATE_SOURCE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}
+<meta name="generator" content='""" + OFFLINE_MARKER + """'>
+{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}
+<style type="text/css">math[display="block"]{display:block;margin:.6em 0;overflow-x:auto}
+code.tex{white-space:pre-wrap}</style>
+{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block data_latex scoped %}
+<div class="jp-RenderedLatex jp-OutputArea-output {{ extra_class }}" data-mime-type="text/latex">
+{{ output.data['text/latex'] | latex_output_html }}
+</div>
+{%- endblock data_latex %}
+"""
+
+
+def tex_html(tex: str, display: bool = False) -> str:
+    """One TeX formula as MathML (``<math>``, the TeX kept in an ``<annotation>``); where
+    latex2mathml is not installed or cannot parse it, the TeX itself as escaped code."""
+    import html
+
+    delim = "$$" if display else "$"
+    fallback = f'<code class="tex">{html.escape(f"{delim}{tex}{delim}")}</code>'
+    try:
+        from latex2mathml.converter import convert
+
+        mathml = convert(tex, display="block" if display else "inline")
+    except Exception:  # noqa: BLE001 — ImportError or any parse error: show the TeX
+        return fallback
+    head, sep, rest = mathml.partition(">")
+    body, end, _ = rest.rpartition("</math>")
+    if not sep or not end:
+        return fallback
+    head = head.replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")  # implied in HTML
+    return (f"{head}><semantics><mrow>{body}</mrow><annotation encoding=\"application/x-tex\">"
+            f"{html.escape(tex, quote=False)}</annotation></semantics></math>")
+
+
+def _latex_output_html(text: str) -> str:
+    """A text/latex output (``$…$``, ``$$…$$``, ``\\[…\\]`` or plain TeX) as MathML."""
+    t = text.strip()
+    for left, right, display in (("$$", "$$", True), ("\\[", "\\]", True),
+                                 ("\\(", "\\)", False), ("$", "$", False)):
+        if t.startswith(left) and t.endswith(right) and len(t) > len(left) + len(right):
+            return tex_html(t[len(left):-len(right)], display)
+    return tex_html(t, True)
+
+
+def _strip_css_comments(page: str) -> str:
+    """``/* … */`` removed inside ``<style>`` elements (nbconvert's inlined CSS)."""
+    import re
+
+    return re.sub(r"(<style[^>]*>)(.*?)(</style>)",
+                  lambda m: m.group(1) + re.sub(r"/\*.*?\*/", "", m.group(2), flags=re.S)
+                  + m.group(3), page, flags=re.S | re.I)
+
+
+def offline_exporter():
+    """An nbconvert ``HTMLExporter`` whose pages load nothing: no require.js, MathJax,
+    widget manager or mermaid.js; math as MathML (:func:`tex_html`)."""
+    import jinja2
+    from nbconvert import HTMLExporter
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    class MathMLRenderer(IPythonRenderer):
+        def block_math(self, body: str) -> str:
+            return tex_html(body, True)
+
+        def inline_math(self, body: str) -> str:
+            return tex_html(body, False)
+
+        def latex_environment(self, name: str, body: str) -> str:
+            return tex_html(f"\\begin{{{name}}}{body}\\end{{{name}}}", True)
+
+    class OfflineHTMLExporter(HTMLExporter):
+        @jinja2.pass_context
+        def markdown2html(self, context, source):
+            cell = context.get("cell", {})
+            renderer = MathMLRenderer(
+                escape=False, attachments=cell.get("attachments", {}),
+                embed_images=self.embed_images,
+                path=context.get("resources", {}).get("metadata", {}).get("path", ""),
+                anchor_link_text=self.anchor_link_text,
+                exclude_anchor_links=self.exclude_anchor_links, **self.lexer_options)
+            return MarkdownWithMath(renderer=renderer).render(source)
+
+        def default_filters(self):
+            yield from super().default_filters()
+            yield ("latex_output_html", _latex_output_html)
+
+    return OfflineHTMLExporter(
+        template_name="lab", template_file=_OFFLINE_TEMPLATE,
+        extra_loaders=[jinja2.DictLoader({_OFFLINE_TEMPLATE: _OFFLINE_TEMPLATE_SOURCE})])
+
 
 def render_html(ipynb_path: str | Path) -> Path:
-    """Render an executed notebook to HTML beside it (same name, ``.html``); returns it."""
+    """Render an executed notebook to HTML beside it (same name, ``.html``); returns it.
+    The page is self-contained and offline (:func:`offline_exporter`)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     src = Path(ipynb_path)
     nb = nbformat.read(src, as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    body, _ = offline_exporter().from_notebook_node(nb)
     out = src.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
+    out.write_text(_strip_css_comments(body), encoding="utf-8")
     return out
 
 
@@ -119,6 +252,7 @@ def run_theory(out_dir: str | Path, **params: Any) -> Path:
     ``params`` overriding its parameters, and render the HTML beside it. Returns the
     executed notebook's path."""
     out_dir = Path(out_dir)
+    params = {"out_dir": str(out_dir.resolve()), **params}  # checks.json goes beside it
     out = execute_notebook(THEORY_NOTEBOOK, out_dir / THEORY_NOTEBOOK, params, cwd=out_dir)
     render_html(out)
     return out
@@ -130,6 +264,7 @@ def run_mechanism(out_dir: str | Path, **params: Any) -> Path:
     fig_mechanism.png/.pdf there), and render the HTML beside it. Returns the executed
     notebook's path. A relative ``results_dir`` is taken relative to the current folder."""
     out_dir = Path(out_dir)
+    params = {"out_dir": str(out_dir.resolve()), **params}  # its CSV and figure go here
     if params.get("results_dir") is not None:
         params["results_dir"] = str(Path(params["results_dir"]).resolve())
     out = execute_notebook(MECHANISM_NOTEBOOK, out_dir / MECHANISM_NOTEBOOK, params,
