@@ -154,3 +154,39 @@ def test_make_test_lab_and_lock_expand_to_what_they_promise(tmp_path):
     assert any("ruff check" in ln for ln in test) and any("pytest" in ln for ln in test)
     assert any("jupyter lab" in ln for ln in _make_recipe("lab"))
     assert any("pip-compile" in ln and "constraints.txt" in ln for ln in _make_recipe("lock"))
+
+
+def _fenced_rkdo(text: str) -> list[str]:
+    """The `rkdo` commands of a page's ```bash blocks (not its inline mentions)."""
+    inline = set(re.findall(r"`((?:make|rkdo|\.venv/bin/rkdo) [^`]+)`", text))
+    return [c for c in readme_commands(text) if c not in inline
+            and shlex.split(c)[0] in ("rkdo", ".venv/bin/rkdo")]
+
+
+def test_docs_usage_rkdo_commands_work_as_written(tmp_path, monkeypatch):
+    """docs/usage.md's shell blocks: `rkdo train` and `rkdo evaluate` run as written (in a
+    scratch folder, so `runs/` lands there), grids are planned with --dry-run, the rest
+    parse. (A README command once failed as written: --steps-per-epoch 20 > the 19 batches
+    of 64 that fit in digits.)"""
+    text = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
+    cmds = _fenced_rkdo(text)
+    assert any(shlex.split(c)[1] == "train" for c in cmds)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params").symlink_to(ROOT / "params")
+    monkeypatch.chdir(work)
+    for cmd in cmds:
+        args = _rkdo_args(cmd)
+        if args[0] == "grid":
+            _dry_grid(args, tmp_path)
+        elif args[0] in ("train", "evaluate") and "--help" not in args:
+            extra = ["--no-progress", "--device", "cpu"] if args[0] == "train" else []
+            assert main([*args, *extra]) == 0, cmd
+        elif args[0] in ("bench", "flops", "measure") or "--help" in args:
+            with pytest.raises(SystemExit) as e:
+                main([*args[:1], "--help"] if args[0] in ("bench", "flops", "measure")
+                     else args)
+            assert e.value.code == 0
+        else:
+            build_parser().parse_args(args)
+    assert (work / "runs" / "rkdo-42" / "metrics" / "epoch_002.json").is_file()
