@@ -7,8 +7,8 @@ stops just before papermill sends a given cell of one of A's notebooks to its ke
 kernel is up), writes a marker file and waits there until the test releases it or kills it.
 No step depends on how fast or how loaded the machine is:
 
-1. SIGKILL while A's 01_train kernel runs (paused before its training cell): the killed
-   grid leaves no kernel behind, and A is not complete;
+1. SIGKILL while A trains (its kernel paused inside train() just after the step-0
+   checkpoint is written): the killed grid leaves no kernel behind, and A is not complete;
 2. SIGTERM while A's 02_evaluate kernel runs (paused before its evaluation cell;
    train_complete.json written): the pause is released only once the grid has taken the
    signal (it prints "stopping: ..." after cancelling its queued runs), so the grid starts
@@ -38,7 +38,7 @@ from helpers import results_numbers, same_as_reference, tiny_params
 from rkdo_core import testhooks
 from rkdo_core.cli import main
 from rkdo_core.config import load_params
-from rkdo_core.layout import EVALUATE_NOTEBOOK, TRAIN_NOTEBOOK, is_complete, run_dir_for
+from rkdo_core.layout import EVALUATE_NOTEBOOK, is_complete, run_dir_for
 from rkdo_core.runs.integrity import verify_results
 from rkdo_core.runs.notebooks import NOTEBOOK_DIR
 
@@ -152,11 +152,13 @@ def test_killed_grid_resumes_to_the_uninterrupted_numbers(smoke_results, tmp_pat
     a, b = run_dir_for(out, a_cfg), run_dir_for(out, b_cfg)
     assert (a_cfg.method, b_cfg.method) == ("rkdo", "icon")
 
-    # 1. SIGKILL while A's training kernel runs
+    # 1. SIGKILL mid-training: A's kernel pauses inside train() right after writing the
+    # step-0 checkpoint (the pause point in rkdo_core/training/train.py)
     pause = tmp_path / "pause1"
-    proc = _start(params, out, _before_cell(a, TRAIN_NOTEBOOK, "train(cfg"), pause)
+    proc = _start(params, out, f"{a} checkpoint 0", pause)
     _wait_for_pause(proc, pause)
     assert _processes_in(out), "no kernel running at the kill point"
+    assert (a / "checkpoints" / "epoch_000.pt").is_file()
     assert _kill(proc) == -signal.SIGKILL
     assert not (a / "train_complete.json").exists(), "killed after training, not before it"
     _no_orphans(out)

@@ -65,6 +65,7 @@ from ..layout import (
 )
 from ..model import Encoder, build_model, resolve_device
 from ..runio import git_state, read_json, write_atomic, write_json_atomic
+from ..testhooks import pause_point
 
 #: the loop reads losses back from the device (and writes their log lines, and checks them
 #: for NaN/inf) every this many steps and at the end of each epoch, never per step.
@@ -158,6 +159,7 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
     images = data.train.images.to(device)
 
     torch_save_atomic(checkpoint_path(out, 0), _checkpoint(model, 0, 0, None))
+    pause_point(f"{Path(out).resolve()} checkpoint 0")  # tests only (rkdo_core.testhooks)
     budgets = set(config.epochs)
     records: dict[int, dict[str, Any]] = {0: {
         "epoch": 0, "steps": 0,
