@@ -132,8 +132,9 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError("device", name, "not available: CUDA is not available here; use "
                           "device='auto' or 'cpu'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError("device", name, f"this machine has {torch.cuda.device_count()} "
-                          "CUDA device(s)")
+        n = torch.cuda.device_count()
+        raise ConfigError("device", name, f"this machine has {n} CUDA device(s), "
+                          f"cuda:0..cuda:{n - 1}")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device", name, "not available: MPS is not available here; use "
                           "device='auto' or 'cpu'")

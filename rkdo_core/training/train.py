@@ -94,21 +94,6 @@ def steps_per_epoch(config: RunConfig, n_train: int) -> int:
     return config.steps_per_epoch
 
 
-def _available_device(config: RunConfig) -> torch.device:
-    """The config's device, or a ConfigError (one line on the command line) when this
-    machine lacks it (a valid name such as cuda:3 is only checked for existence here)."""
-    try:
-        device = resolve_device(config.device)
-    except RuntimeError as e:
-        raise ConfigError("device", config.device, f"not available: {e}") from None
-    if device.type == "cuda" and device.index is not None \
-            and device.index >= torch.cuda.device_count():
-        raise ConfigError("device", config.device,
-                          f"this machine has {torch.cuda.device_count()} CUDA device(s), "
-                          f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
-    return device
-
-
 def load_data(config: RunConfig) -> DatasetSplits:
     return load_dataset(config.dataset, data_root=config.data_root, image_size=config.image_size)
 
@@ -141,7 +126,7 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
 
 
 def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
-    device = _available_device(config)
+    device = resolve_device(config.device)  # ConfigError where this machine lacks it
     data = load_data(config)
     n_train = data.train.images.shape[0]
     n_steps = steps_per_epoch(config, n_train)
