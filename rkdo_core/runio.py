@@ -8,32 +8,26 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
-    """The process umask (read by setting and restoring it: POSIX offers no getter)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(path: str | Path, write: Callable[[Any], Any]) -> None:
     """Call ``write(binary_file)`` on a temporary file, fsync it and rename it to ``path``.
 
-    The file gets the mode an ordinary ``open(path, "w")`` would give it (0666 less the
-    umask): ``mkstemp`` creates 0600, which would hide results in a shared cluster folder
-    from the other users who can read its notebooks and HTML.
+    The temporary file is created as ``open(path, "w")`` would create it, mode 0666 less
+    the umask (the kernel applies it; ``mkstemp`` would force 0600, hiding results in a
+    shared cluster folder from the users who can read its notebooks and HTML); a random
+    name and O_EXCL keep concurrent writers apart as mkstemp does.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
