@@ -14,6 +14,7 @@ against their sources, so a number in the README comes from the files the suite 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +175,17 @@ def timings_block(text: str) -> str:
     return _block(text, TIMINGS_BEGIN, TIMINGS_END, "timings")
 
 
-def update_timings(readme: str | Path, timings: dict[str, Any]) -> Path:
+def _rewrite_block(readme: str | Path, block: Callable[[str], str], new: str) -> Path:
+    """Replace the generated block that ``block`` finds in the README file with ``new``."""
     readme = Path(readme)
     text = readme.read_text(encoding="utf-8")
-    readme.write_text(text.replace(timings_block(text), render_timings(timings)),
-                      encoding="utf-8")
+    readme.write_text(text.replace(block(text), new), encoding="utf-8")
     return readme
+
+
+def update_timings(readme: str | Path, timings: dict[str, Any]) -> Path:
+    """Replace the README's timing table with :func:`render_timings` of ``timings``."""
+    return _rewrite_block(readme, timings_block, render_timings(timings))
 
 
 def readme_block(text: str) -> str:
@@ -189,11 +195,8 @@ def readme_block(text: str) -> str:
 
 
 def update_readme(readme: str | Path, summary: dict[str, Any]) -> Path:
-    """Replace the README's generated block with :func:`render` of ``summary``."""
-    readme = Path(readme)
-    text = readme.read_text(encoding="utf-8")
-    readme.write_text(text.replace(readme_block(text), render(summary)), encoding="utf-8")
-    return readme
+    """Replace the README's generated results block with :func:`render` of ``summary``."""
+    return _rewrite_block(readme, readme_block, render(summary))
 
 
 def write_summary(results_dir: str | Path, out: str | Path) -> dict[str, Any]:
