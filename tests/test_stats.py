@@ -74,7 +74,11 @@ def test_paired_comparison_matches_scipy_and_numpy():
     assert fam.p_holm.iloc[1] == pytest.approx(fam.p_value.iloc[1])
     # Identical values in both methods: no test is possible, p is NaN, not 1 or 0.
     assert np.isnan(table[table.metric == "nmi"].p_value).all()
-    assert "training loss" in format_comparison(table)
+    text = format_comparison(table)
+    assert "training loss" in text and "Holm over the 1 testable comparison of" in text
+    # a metric with nothing testable names no empty family ("Holm over the 0 ...")
+    nmi = text[text.index("\nNMI"):].split("\n\n")[0]
+    assert "no Holm family" in nmi and "Holm over the 0" not in text
 
 
 def test_pairs_by_seed_not_by_position():

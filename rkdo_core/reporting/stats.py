@@ -328,10 +328,13 @@ def format_comparison(table: pd.DataFrame) -> str:
             continue
         n_holm = int(sub.p_holm.notna().sum())
         floor = sub.sign_flip_floor.dropna()
+        family = (f"Holm over the {n_holm} testable comparison{'s' * (n_holm != 1)} of this "
+                  "metric and protocol, epoch 0 excluded" if n_holm else
+                  "no trained budget testable (paired differences without spread, or too "
+                  "few seeds), so no Holm family")
         lines.append(f"\n{METRIC_LABELS[metric]}  (mean ± std over seeds; g_z = Hedges' "
                      f"bias-corrected paired effect size; paired t-test p and exact sign-flip "
-                     f"p (floor {floor.min():.3g} with these seeds); Holm over the {n_holm} "
-                     "testable comparisons of this metric and protocol, epoch 0 excluded; "
+                     f"p (floor {floor.min():.3g} with these seeds); {family}; "
                      "MDE80 = minimal detectable difference at 80 % power, Holm level)"
                      if len(floor) else f"\n{METRIC_LABELS[metric]}")
         lines.append(f"{'dataset':<9} {'epoch':>5} {'n':>2}  {'RKDO':>17}  {'I-Con':>17}  "
