@@ -664,7 +664,9 @@ def _claim_d(flops, bound: float) -> list[dict]:
         col = _FLOP_COLUMNS[conv]
         per_depth = {int(r["depth"]): r.get(col) for r in data.get("rows", [])
                      if "depth" in r and r.get("method", "rkdo") == "rkdo"}
-        vals = "; ".join(f"depth {k}: {_g(float(v), 6)}" for k, v in sorted(per_depth.items())
+        unit = (lambda v: f"{_g(v, 6)} s per step") if conv == "wall_time" else (
+            lambda v: f"{v:,.0f} FLOPs" if np.isfinite(v) else "n/a")  # not 7.77258e+09
+        vals = "; ".join(f"depth {k}: {unit(float(v))}" for k, v in sorted(per_depth.items())
                          if v is not None)
         conventions = data.get("conventions") or {}
         conv_text = conventions.get(conv) or conventions.get(col) or conventions.get(
