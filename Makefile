@@ -16,6 +16,7 @@ FASHION_RESULTS ?= results/fashion
 # runs executed at once by `make reproduce` (2 one-thread runs beat one two-thread run on a
 # 2-core CPU by 1.38x); each gets cores/WORKERS torch threads
 WORKERS ?= 2
+TEST_WORKERS ?= 2
 
 SMOKE_RESULTS ?= results/smoke
 
@@ -59,9 +60,11 @@ reproduce-fashion: $(STAMP)
 	$(VENV)/bin/rkdo aggregate $(FASHION_RESULTS)
 	@echo "done: open $(FASHION_RESULTS)/index.html"
 
+# test files run in TEST_WORKERS processes (pytest-xdist; each file whole in one of them,
+# the smoke grid computed once for all: tests/conftest.py); TEST_WORKERS=0 runs them in one
 test: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # re-resolve every dependency to its newest allowed version and pin it in constraints.txt
 lock:

@@ -4,7 +4,9 @@ Slow by nature (each run starts two Jupyter kernels); one module-scoped grid is 
 """
 
 import json
+import os
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from scipy import stats as sps
 from rkdo_core.cli import main
 from rkdo_core.config import load_params
 from rkdo_core.layout import (
+    ENVIRONMENT,
+    GRID_RECORD,
     RUN_COMPLETE,
     RUN_FAILED,
     expected_files,
@@ -39,10 +43,25 @@ def _mtimes(root: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def smoke(smoke_results):
-    """The session's smoke grid (tests/conftest.py), shared with the back-end and crash
-    tests, which only read it."""
-    return smoke_results
+def smoke(smoke_aggregated, tmp_path_factory):
+    """A private copy of the session's smoke grid (tests/conftest.py): these tests run
+    grids on it (rewriting its grid record, redoing a run's evaluation) while other test
+    files, in other xdist workers, read the shared one. Checkpoints are hard links (only
+    read here; the suite replaces files by rename, never rewrites them in place)."""
+    def copy(src, dst):
+        if src.endswith(".pt"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    # after the aggregation (which renders each run's notebooks into its folder): nothing
+    # writes to the shared grid while it is copied; the grid's own files only
+    out = tmp_path_factory.mktemp("smoke-copy")
+    for name in (GRID_RECORD, ENVIRONMENT):
+        shutil.copy2(smoke_aggregated / name, out / name)
+    for dataset in {cfg.dataset for cfg in SMOKE.configs()}:
+        shutil.copytree(smoke_aggregated / dataset, out / dataset, copy_function=copy)
+    return out
 
 
 @pytest.fixture(scope="module")
