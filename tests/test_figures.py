@@ -204,6 +204,9 @@ def test_save_figure_writes_png_and_pdf(data, tmp_path):
     png, pdf = save_figure(fig, tmp_path / "figs", "fig1")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1_000
+    # no creation date: a re-run of `make reproduce` left every committed PDF differing
+    # from the last one in its /CreationDate only
+    assert b"/CreationDate" not in pdf.read_bytes()
     # Figures never go through pyplot: nothing accumulates in a long aggregation.
     import matplotlib.pyplot as plt
 

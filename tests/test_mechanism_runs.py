@@ -126,6 +126,7 @@ def test_notebook_executes_on_a_results_folder(tmp_path, results):
     csv = pd.read_csv(out / "mechanism.csv")
     assert (csv["source"] == "checkpoint").sum() == 4
     assert (out / "fig_mechanism.png").is_file() and (out / "fig_mechanism.pdf").is_file()
+    assert b"/CreationDate" not in (out / "fig_mechanism.pdf").read_bytes()  # same bytes
 
 
 def test_cli_mechanism_synthetic_only_and_bad_parameter(tmp_path, capsys):

@@ -86,12 +86,13 @@ def _error_bars(ax, xs, hs, es) -> None:
 
 def save_figure(fig: Figure, out_dir: str | Path, name: str, dpi: int = 150
                 ) -> tuple[Path, Path]:
-    """Write ``name.png`` (``dpi``) and ``name.pdf`` into ``out_dir``; returns both paths."""
+    """Write ``name.png`` (``dpi``) and ``name.pdf`` into ``out_dir``; returns both paths.
+    The PDF carries no creation date, so a re-run writes the same bytes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, pdf = out_dir / f"{name}.png", out_dir / f"{name}.pdf"
     fig.savefig(png, dpi=dpi, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight")
+    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
     return png, pdf
 
 

@@ -268,7 +268,7 @@ def run_mechanism_analysis(out_dir: str | Path = ".", results_dir: str | Path | 
     paths = [out / CSV, out / f"{FIGURE}.png", out / f"{FIGURE}.pdf"]
     table.to_csv(paths[0], index=False)
     fig.savefig(paths[1], dpi=150)
-    fig.savefig(paths[2])
+    fig.savefig(paths[2], metadata={"CreationDate": None})  # a re-run: the same bytes
     return {"table": table, "figure": fig, "caption": text, "paths": paths}
 
 
