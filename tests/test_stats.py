@@ -75,7 +75,14 @@ def test_paired_comparison_matches_scipy_and_numpy():
     # Identical values in both methods: no test is possible, p is NaN, not 1 or 0.
     assert np.isnan(table[table.metric == "nmi"].p_value).all()
     text = format_comparison(table)
-    assert "training loss" in text and "Holm over the 1 testable comparison of" in text
+    assert "training loss" in text and "testable comparisons of this metric: 1 (paper)" in text
+    # two protocols: each family counted on its own (not "over the 2 ... of this protocol"),
+    # and each row says its protocol
+    both = pd.concat([table, table.assign(protocol="full")])
+    two = format_comparison(both)
+    assert "testable comparisons of this metric: 1 (full), 1 (paper)" in two
+    rows = [ln.split()[0] for ln in two.splitlines() if " digits " in f" {ln} "]
+    assert rows.count("paper") == rows.count("full") > 0
     # a metric with nothing testable names no empty family ("Holm over the 0 ...")
     nmi = text[text.index("\nNMI"):].split("\n\n")[0]
     assert "no Holm family" in nmi and "Holm over the 0" not in text

@@ -319,6 +319,12 @@ def run_summary(df: pd.DataFrame) -> dict:
     }
 
 
+def holm_family_sizes(comp: pd.DataFrame) -> dict[str, int]:
+    """Testable comparisons (a Holm p) per protocol in rows of one metric: the size of each
+    (protocol, metric) Holm family; 0 where nothing was testable."""
+    return {str(p): int(n) for p, n in comp.p_holm.notna().groupby(comp.protocol).sum().items()}
+
+
 def format_comparison(table: pd.DataFrame) -> str:
     """A plain-text rendering of :func:`paired_comparison` for the terminal."""
     lines = []
@@ -326,23 +332,24 @@ def format_comparison(table: pd.DataFrame) -> str:
         sub = table[table.metric == metric]
         if sub.empty:
             continue
-        n_holm = int(sub.p_holm.notna().sum())
-        floor = sub.sign_flip_floor.dropna()
-        family = (f"Holm over the {n_holm} testable comparison{'s' * (n_holm != 1)} of this "
-                  "metric and protocol, epoch 0 excluded" if n_holm else
+        sizes = holm_family_sizes(sub)
+        tested = [f"{n} ({p})" for p, n in sizes.items() if n]
+        family = (f"Holm within each protocol over its testable comparisons of this metric: "
+                  f"{', '.join(tested)}, epoch 0 excluded" if tested else
                   "no trained budget testable (paired differences without spread, or too "
                   "few seeds), so no Holm family")
+        floor = sub.sign_flip_floor.dropna()
         lines.append(f"\n{METRIC_LABELS[metric]}  (mean ± std over seeds; g_z = Hedges' "
                      f"bias-corrected paired effect size; paired t-test p and exact sign-flip "
                      f"p (floor {floor.min():.3g} with these seeds); {family}; "
                      "MDE80 = minimal detectable difference at 80 % power, Holm level)"
                      if len(floor) else f"\n{METRIC_LABELS[metric]}")
-        lines.append(f"{'dataset':<9} {'epoch':>5} {'n':>2}  {'RKDO':>17}  {'I-Con':>17}  "
-                     f"{'improv.':>8}  {'g_z':>6}  {'p':>8}  {'p_flip':>7}  {'p_Holm':>8}  "
-                     f"{'MDE80':>8}")
+        lines.append(f"{'protocol':<8} {'dataset':<9} {'epoch':>5} {'n':>2}  {'RKDO':>17}  "
+                     f"{'I-Con':>17}  {'improv.':>8}  {'g_z':>6}  {'p':>8}  {'p_flip':>7}  "
+                     f"{'p_Holm':>8}  {'MDE80':>8}")
         for _, r in sub.iterrows():
             lines.append(
-                f"{r.dataset:<9} {r.epoch:>5d} {r.n_seeds:>2d}  "
+                f"{r.protocol:<8} {r.dataset:<9} {r.epoch:>5d} {r.n_seeds:>2d}  "
                 f"{r.rkdo_mean:>8.4f} ± {r.rkdo_std:<6.4f}  "
                 f"{r.icon_mean:>8.4f} ± {r.icon_std:<6.4f}  "
                 f"{r.improvement_pct:>+7.2f}%  {r.g_z:>6.2f}  {r.p_value:>8.2g}  "

@@ -36,6 +36,7 @@ from .stats import (
     METRIC_LABELS,
     METRICS,
     YARDSTICK,
+    holm_family_sizes,
     mismatched_comparison,
     paired_stats,
     paired_values,
@@ -184,9 +185,8 @@ def _holm_note(sub: pd.DataFrame, label: str) -> str:
     """How many comparisons each protocol's Holm family holds — and, where a family is
     empty (no comparison testable: one seed, identical values, or the positive control
     failed), that nothing was adjusted."""
-    n_holm = sub.p_holm.notna().groupby(sub.protocol).sum()
-    tested = [f"{int(n)} comparison{'s' if n != 1 else ''} ({p})" for p, n in n_holm.items()
-              if n]
+    n_holm = holm_family_sizes(sub)
+    tested = [f"{n} comparison{'s' if n != 1 else ''} ({p})" for p, n in n_holm.items() if n]
     empty = [p for p, n in n_holm.items() if not n]
     family = f"(protocol, {label}, matched)"
     if not tested:
