@@ -238,7 +238,7 @@ def test_flops_rows_flip_per_convention(tmp_path):
     assert list(d.verdict) == [HOLDS, FAILS, FAILS]
     assert "overhead 0.01 %" in d.iloc[0].evidence and "fwd only" in d.iloc[0].evidence
     assert "paper's own printed FLOPs give 0.0084 %" in d.iloc[0].evidence
-    assert "depth 1: 3,000,000,000 FLOPs; depth 3: 3,015,000,000 FLOPs" in d.iloc[1].evidence
+    assert "depth 1: 3 × 10⁹ FLOPs; depth 3: 3.015 × 10⁹ FLOPs" in d.iloc[1].evidence
     assert "depth 1: 0.1 s per step; depth 3: 0.103 s per step" in d.iloc[2].evidence
     assert "grows by 237,578 element-ops" in d.iloc[1].evidence
     assert "paired overhead median 3 %" in d.iloc[2].evidence and "wall" in d.iloc[2].evidence

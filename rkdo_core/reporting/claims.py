@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..datasets import dataset_label, dataset_order
-from .fmt import finish_table, format_p, table_markdown
+from .fmt import finish_table, fmt_large, format_p, table_markdown
 from .inference import (
     bonferroni_ci,
     bootstrap_median_ci,
@@ -665,7 +665,7 @@ def _claim_d(flops, bound: float) -> list[dict]:
         per_depth = {int(r["depth"]): r.get(col) for r in data.get("rows", [])
                      if "depth" in r and r.get("method", "rkdo") == "rkdo"}
         unit = (lambda v: f"{_g(v, 6)} s per step") if conv == "wall_time" else (
-            lambda v: f"{v:,.0f} FLOPs" if np.isfinite(v) else "n/a")  # not 7.77258e+09
+            lambda v: f"{fmt_large(v, 6)} FLOPs")  # as Table 7 writes FLOPs, not 7.77258e+09
         vals = "; ".join(f"depth {k}: {unit(float(v))}" for k, v in sorted(per_depth.items())
                          if v is not None)
         conventions = data.get("conventions") or {}
