@@ -18,15 +18,16 @@ Stages, and where they fire:
   ``id``) to the kernel: the kernel is running, the cells above have run, this one has not
   (:mod:`rkdo_core.runs.notebooks`, in the process that runs papermill).
 
-Standard library only; torch-free.
+Standard library and rkdo_core.runio (its atomic write) only; torch-free.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
+
+from .runio import write_json_atomic
 
 #: the stage to pause at (unset: every pause point is a no-op)
 PAUSE_AT = "RKDO_TEST_PAUSE_AT"
@@ -56,9 +57,7 @@ def pause_point(stage: str) -> None:
     if not folder:
         raise RuntimeError(f"{PAUSE_AT} is set but {PAUSE_DIR} is not")
     folder = Path(folder)
-    tmp = folder / f".reached.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"stage": stage, "pid": os.getpid()}))
-    os.replace(tmp, folder / "reached")
+    write_json_atomic(folder / "reached", {"stage": stage, "pid": os.getpid()})
     deadline = time.monotonic() + PAUSE_LIMIT_S
     while not (folder / "release").exists():
         if time.monotonic() > deadline:
