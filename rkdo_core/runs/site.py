@@ -68,8 +68,7 @@ def aggregate_params(results_dir: Path, include_altered: bool = False) -> dict[s
 def diagnostic_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first complete seed of every dataset × protocol × method."""
     chosen: dict[tuple, dict] = {}
-    for r in sorted(runs, key=lambda r: (r["dataset"], r["protocol"], r["method"],
-                                         _seed_key(r))):
+    for r in sorted(runs, key=_run_order):
         key = (r["dataset"], r["protocol"], r["method"])
         if r["status"] == "complete" and key not in chosen:
             chosen[key] = r
@@ -384,9 +383,11 @@ def _audit_summary(manifest: dict) -> list[str]:
     return parts
 
 
-def _seed_key(r: dict[str, Any]) -> tuple:
-    """Numeric seeds in numeric order (42 before 123), odd folder names last."""
-    return (0, r["seed"], "") if isinstance(r["seed"], int) else (1, 0, str(r["seed"]))
+def _run_order(r: dict[str, Any]) -> tuple:
+    """Runs by dataset, protocol, method, then numeric seeds in numeric order (42 before
+    123), odd folder names last."""
+    seed = (0, r["seed"], "") if isinstance(r["seed"], int) else (1, 0, str(r["seed"]))
+    return (r["dataset"], r["protocol"], r["method"], seed)
 
 
 def _integrity_summary(manifest: dict) -> list[str]:
@@ -411,8 +412,7 @@ def _integrity_summary(manifest: dict) -> list[str]:
 
 def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> Path:
     runs = find_runs(results_dir) if runs is None else runs
-    runs = sorted(runs, key=lambda r: (r["dataset"], r["protocol"], r["method"],
-                                       _seed_key(r)))
+    runs = sorted(runs, key=_run_order)
     esc = html.escape
     manifest_path = results_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
