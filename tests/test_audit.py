@@ -71,18 +71,35 @@ def test_gap_decomposition_matches_hand_computation():
         rr = _vals(df, "rkdo", row.epoch, "yardstick_rkdo")
         ri = _vals(df, "icon", row.epoch, "yardstick_rkdo")
         ii = _vals(df, "icon", row.epoch, "yardstick_icon")
+        ir = _vals(df, "rkdo", row.epoch, "yardstick_icon")
         assert row.gap0_pct == pytest.approx(g0)
-        assert row.function_mean == pytest.approx((ri - ii).mean())
-        assert row.training_mean == pytest.approx((rr - ri).mean())
-        # the two terms sum exactly to the own-loss gap on the yardstick
-        assert row.function_mean + row.training_mean == pytest.approx((rr - ii).mean())
+        # both orders, and their average (Shapley) as the headline terms
+        assert row.function_a_mean == pytest.approx((ri - ii).mean())
+        assert row.training_a_mean == pytest.approx((rr - ri).mean())
+        assert row.training_b_mean == pytest.approx((ir - ii).mean())
+        assert row.function_b_mean == pytest.approx((rr - ir).mean())
+        t = ((rr - ri) + (ir - ii)) / 2
+        assert row.training_mean == pytest.approx(t.mean())
+        assert row.function_mean == pytest.approx(((ri - ii) + (rr - ir)).mean() / 2)
+        # the two terms sum exactly to the own-loss gap on the yardstick, in every order
+        for f, tr in (("function", "training"), ("function_a", "training_a"),
+                      ("function_b", "training_b")):
+            assert getattr(row, f"{f}_mean") + getattr(row, f"{tr}_mean") == pytest.approx(
+                (rr - ii).mean())
         assert row.own_gap_pct == pytest.approx(-100 * (rr - ii).mean() / ii.mean())
         if row.epoch > 0:
-            assert row.training_p == pytest.approx(sps.ttest_rel(rr, ri).pvalue)
+            assert row.training_p == pytest.approx(sps.ttest_1samp(t, 0).pvalue)
     trained = dec[dec.epoch > 0]
     np.testing.assert_allclose(trained.training_p_holm, holm(trained.training_p))
-    # the synthetic RKDO-trained encoder is 0.2 lower on the RKDO objective
-    assert trained.training_mean.tolist() == pytest.approx([-0.2, -0.2], abs=0.02)
+    # the synthetic RKDO-trained encoder is 0.2 lower on both objectives: both orders and
+    # their average (Shapley) give -0.2; a shift on one objective only splits the orders
+    for col in ("training_a_mean", "training_b_mean", "training_mean"):
+        assert trained[col].tolist() == pytest.approx([-0.2, -0.2], abs=0.02)
+    one = gap_decomposition(frame(yard_shift=(0.0, -0.2)))
+    one = one[one.epoch > 0]
+    assert one.training_a_mean.tolist() == pytest.approx([-0.2, -0.2], abs=0.02)
+    assert one.training_b_mean.tolist() == pytest.approx([0.0, 0.0], abs=0.02)
+    assert one.training_mean.tolist() == pytest.approx([-0.1, -0.1], abs=0.02)
     assert gap_decomposition(frame(yardstick=False)).empty
 
 

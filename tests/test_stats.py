@@ -70,7 +70,10 @@ def test_paired_comparison_matches_scipy_and_numpy():
     # Holm within the metric's family; epoch 0 (untrained encoder) is not in it, so the
     # single trained budget keeps its p.
     fam = table[table.metric == "train_loss"].sort_values("epoch")
-    assert np.isnan(fam.p_holm.iloc[0]) and not np.isnan(fam.p_value.iloc[0])
+    # epoch 0 is the same untrained encoder under two functions: a difference, no test
+    assert np.isnan(fam.p_holm.iloc[0]) and np.isnan(fam.p_value.iloc[0])
+    assert np.isnan(fam.g_z.iloc[0]) and np.isfinite(fam.diff_mean.iloc[0])
+    assert fam.inference.iloc[0].startswith("none: epoch 0")
     assert fam.p_holm.iloc[1] == pytest.approx(fam.p_value.iloc[1])
     # Identical values in both methods: no test is possible, p is NaN, not 1 or 0.
     assert np.isnan(table[table.metric == "nmi"].p_value).all()
@@ -163,14 +166,18 @@ def test_paired_comparison_ci_effect_size_and_holm_by_hand(tmp_path):
         assert row.n_seeds == len(SEEDS) and row.seeds == ",".join(map(str, SEEDS))
         assert row.diff_mean == pytest.approx(d.mean())
         half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        assert row.ci_low == pytest.approx(d.mean() - half, abs=1e-12)
-        assert row.ci_high == pytest.approx(d.mean() + half, abs=1e-12)
         assert row.steps_min == row.steps_max == STEPS_PER_EPOCH[dataset] * epoch
         assert row.device == "cpu"
-        if epoch == 0 and metric != "train_loss":
-            # The same untrained encoder for both methods: no difference, no test, no g_z.
-            assert row.diff_mean == 0 and np.isnan(row.p_value) and np.isnan(row.g_z)
+        if epoch == 0:
+            # The same untrained encoder for both methods: a difference between two
+            # functions (the loss) or none at all, shown as a difference — no interval, no
+            # test, no g_z (it printed p = 4.6e-16, g_z = -3806 for the loss)
+            assert np.isnan(row.p_value) and np.isnan(row.g_z) and np.isnan(row.ci_low)
+            assert np.isnan(row.sign_flip_p) and np.isnan(row.mde80)
+            assert row.diff_mean == 0 or metric == "train_loss"
             continue
+        assert row.ci_low == pytest.approx(d.mean() - half, abs=1e-12)
+        assert row.ci_high == pytest.approx(d.mean() + half, abs=1e-12)
         assert row.g_z == pytest.approx(inf.hedges_gz(d))
         assert (row.gz_low, row.gz_high) == pytest.approx(inf.gz_ci(d))
         assert row.p_value == pytest.approx(sps.ttest_rel(r, i).pvalue)
@@ -195,16 +202,20 @@ def test_paired_comparison_ci_effect_size_and_holm_by_hand(tmp_path):
         assert fam[fam.epoch == 0].p_holm.isna().all()
     loss_paper = table[(table.metric == "train_loss") & (table.protocol == "paper")]
     assert loss_paper.p_holm.notna().sum() == 2 * 4  # 2 datasets × budgets 1, 2, 5, 10
-    # Epoch 0 of the loss is tested (the gap before training) but is not in the family.
-    assert loss_paper[loss_paper.epoch == 0].p_value.notna().all()
+    # Epoch 0 of the loss is shown as a difference, not tested, and not in the family.
+    assert loss_paper[loss_paper.epoch == 0].p_value.isna().all()
+    assert loss_paper[loss_paper.epoch == 0].diff_mean.lt(0).all()
 
 
 def test_paired_stats_degenerate_cases():
     st = paired_stats([1.0], [2.0])
     assert st["diff_mean"] == -1 and np.isnan(st["p_value"]) and np.isnan(st["ci_low"])
     st = paired_stats([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])  # constant difference
-    assert st["ci_low"] == st["ci_high"] == pytest.approx(0.5)
+    # no zero-width interval: it would pass every "CI above 0" rule (issue 24 item 3)
+    assert st["diff_mean"] == pytest.approx(0.5) and st["no_spread"]
+    assert np.isnan(st["ci_low"]) and np.isnan(st["ci_high"])
     assert np.isnan(st["p_value"]) and np.isnan(st["effect_size"]) and np.isnan(st["g_z"])
+    assert st["sign_flip_p"] == pytest.approx(2 / 8)  # the exact test still answers
 
 
 def test_run_summary_and_epoch0_sentences(tmp_path):

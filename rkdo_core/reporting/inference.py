@@ -26,9 +26,11 @@ __all__ = [
     "PairedTests",
     "NonInferiorityResult",
     "TostResult",
+    "AboveResult",
     "bonferroni_ci",
     "bootstrap_median_ci",
     "gz_ci",
+    "has_spread",
     "hedges_gz",
     "hedges_j",
     "hodges_lehmann",
@@ -37,9 +39,11 @@ __all__ = [
     "intersection_union_p",
     "min_detectable_difference",
     "noninferiority",
+    "format_sign_flip",
     "paired_tests",
     "power_paired_t",
     "sign_flip_floor",
+    "shown_above",
     "sign_flip_p",
     "tost",
 ]
@@ -51,6 +55,13 @@ SIGN_FLIP_MAX_EXACT = 20
 SIGN_FLIP_MC_DRAWS = 100_000
 #: up to this n the Wilcoxon signed-rank distribution is enumerated exactly (counts < 2^53)
 SIGNED_RANK_MAX_EXACT = 50
+#: differences whose SD is at most this fraction of their scale (the largest magnitude
+#: involved) vary only by floating-point rounding: they have no spread, and t-based
+#: quantities (t, its interval, g_z) are undefined there, not huge
+SPREAD_RTOL = 1e-9
+#: above this |t| the exact interval of δ_z uses the large-|t| limit of the noncentral t
+#: (:func:`gz_ci`): scipy's nct is ~8 % off at |t| = 1e6 and does not converge beyond
+GZ_LARGE_T = 1e3
 
 
 # ------------------------------------------------------------------------------ validation
@@ -101,6 +112,21 @@ def _t(num: float, se: float) -> float:
     if se > 0:
         return num / se
     return 0.0 if num == 0 else math.copysign(math.inf, num)
+
+
+def has_spread(d, scale: float | None = None) -> bool:
+    """True when the differences ``d`` vary by more than floating-point rounding: their SD
+    (ddof=1) exceeds :data:`SPREAD_RTOL` × ``scale`` (default: the largest |d|). Differences
+    that are all equal in exact arithmetic (every seed gaining exactly 2/141, or
+    r − (r − 0.1)) have no spread: a t-interval would have zero width and a t statistic of
+    1e16 would be an artefact of rounding, so such differences are decided by the exact
+    sign-flip test instead (:func:`sign_flip_p`)."""
+    a = np.asarray(d, dtype=float)
+    if len(a) < 2 or not np.isfinite(a).all():
+        return False
+    sd = float(a.std(ddof=1))
+    ref = float(np.max(np.abs(a))) if scale is None else float(scale)
+    return sd > SPREAD_RTOL * max(ref, float(np.max(np.abs(a))), np.finfo(float).tiny)
 
 
 def _mean_se(d: np.ndarray) -> tuple[float, float, int]:
@@ -262,8 +288,9 @@ def hedges_gz(diffs) -> float:
     """
     d = _values(diffs, "diffs", 3)
     sd = float(d.std(ddof=1))
-    if not sd > 0:
-        raise ValueError(f"diffs must not all be equal (sd = 0, g_z undefined); got {_show(d)}")
+    if not has_spread(d):
+        raise ValueError(f"diffs must not all be equal (no spread beyond rounding, g_z "
+                         f"undefined); got {_show(d)}")
     return float(d.mean()) / sd * hedges_j(len(d) - 1)
 
 
@@ -293,6 +320,11 @@ def gz_ci(diffs, confidence: float = 0.95) -> tuple[float, float]:
     with P(T ≤ t; λ) = (1 + c)/2 (low) and = (1 − c)/2 (high), divided by √n
     (Steiger & Fouladi 1997; Cumming & Finch 2001). Exact coverage under normality.
 
+    For |t| > :data:`GZ_LARGE_T` the noncentral t is replaced by its large-λ limit: with
+    T = (Z + λ)/S, S = √(χ²_df/df), P(T ≤ t) → P(S ≥ λ/t), so λ = t·√(χ²_df quantile / df)
+    (relative error O(1/|t|), below 1e-5 at |t| = 1e3 against a 40-digit quadrature of
+    the exact cdf; scipy's nct is 8 % off at |t| = 1e6 and does not converge beyond).
+
     Method note: the bounds are *not* multiplied by J(n − 1). Scaling by J (as some
     software does) gives an interval for J·δ_z, not for δ_z: in simulation at n = 5 it
     covers δ_z = 2 only ≈ 87 % of the time at nominal 95 %. So g_z (shrunk towards 0 by J)
@@ -302,10 +334,16 @@ def gz_ci(diffs, confidence: float = 0.95) -> tuple[float, float]:
     d = _values(diffs, "diffs", 2)
     confidence = _open01(confidence, "confidence")
     mean, se, df = _mean_se(d)
-    if not se > 0:
-        raise ValueError(f"diffs must not all be equal (sd = 0, δ_z undefined); got {_show(d)}")
+    if not has_spread(d):
+        raise ValueError(f"diffs must not all be equal (no spread beyond rounding, δ_z "
+                         f"undefined); got {_show(d)}")
     t_obs = mean / se
     root_n = math.sqrt(len(d))
+    if abs(t_obs) > GZ_LARGE_T:  # T ≈ λ/S: the bounds scale t by quantiles of S
+        q_lo, q_hi = (math.sqrt(sps.chi2.ppf(q, df) / df) for q in
+                      ((1 - confidence) / 2, (1 + confidence) / 2))
+        lo, hi = (t_obs * q_lo, t_obs * q_hi) if t_obs > 0 else (t_obs * q_hi, t_obs * q_lo)
+        return lo / root_n, hi / root_n
     return (_solve_nc(t_obs, df, (1 + confidence) / 2) / root_n,
             _solve_nc(t_obs, df, (1 - confidence) / 2) / root_n)
 
@@ -459,6 +497,77 @@ def bootstrap_median_ci(x, confidence: float = 0.95, n_boot: int = 10_000,
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+# --------------------------------------------------------------- one-sided decisions
+@dataclass(frozen=True)
+class AboveResult:
+    """Is the mean paired difference shown to exceed ``bound``? (:func:`shown_above`)"""
+
+    ok: bool
+    lower: float  # the one-sided (1 − level) t lower confidence bound; NaN without spread
+    p: float  # one-sided p of H0: μ_d ≤ bound (t-test, or exact sign-flip without spread)
+    level: float  # the one-sided level applied
+    by: str  # "t" (interval) or "sign-flip" (differences without spread)
+
+    def text(self) -> str:
+        """How it was decided, for evidence columns."""
+        if self.by == "t":
+            return (f"one-sided {1 - self.level:.4g} lower bound {self.lower:+.4f} "
+                    f"(level {self.level:.3g})")
+        return (f"no spread beyond rounding, so no interval: exact one-sided sign-flip "
+                f"p = {format_sign_flip(self.p)} vs level {self.level:.3g}")
+
+
+def shown_above(diffs, bound: float = 0.0, level: float = 0.025) -> AboveResult:
+    """Decide "μ_d > ``bound``" at the one-sided ``level`` (0.025 = the lower end of the
+    two-sided 95 % t-interval above ``bound``).
+
+    With spread (:func:`has_spread`): the one-sided (1 − level) t lower bound
+    mean − t_{1−level,n−1}·sd/√n must exceed ``bound``. Without spread — every difference
+    equal up to rounding, where the interval has zero width and would pass any bound the
+    mean exceeds — the exact one-sided sign-flip test of d − bound decides: p < level
+    (with n differences its floor is 1/2^n, 1/32 at n = 5, so 5 identical gains do not
+    pass at 0.025)."""
+    d = _values(diffs, "diffs", 2)
+    level = _open01(level, "level")
+    if not (isinstance(bound, (int, float, np.number)) and math.isfinite(bound)):
+        raise ValueError(f"bound must be a finite number; got {bound!r}")
+    x = d - float(bound)
+    if has_spread(d, scale=float(np.max(np.abs(np.r_[d, bound])))):
+        mean, se, df = _mean_se(d)
+        lower = mean - float(sps.t.ppf(1 - level, df)) * se
+        p = float(sps.t.sf((mean - bound) / se, df))
+        return AboveResult(bool(lower > bound), lower, p, level, "t")
+    p = sign_flip_p(np.where(np.abs(x) <= SPREAD_RTOL * max(1.0, abs(float(bound))), 0.0, x),
+                    "greater")
+    return AboveResult(bool(p < level and float(x.mean()) > 0), float("nan"), p, level,
+                       "sign-flip")
+
+
+def format_sign_flip(p: float, floor: float | None = None) -> str:
+    """A sign-flip p for a sentence, never printed below its own value or floor: rounded
+    *up* to two significant digits (0.0625 → "0.063", never "0.062"), with the exact
+    fraction 1/2^k where p is one ("1/16 = 0.063"); "—" where no test was possible."""
+    if p is None or not np.isfinite(p):
+        return "—"
+    p = float(p)
+    if floor is not None and np.isfinite(floor):
+        p = max(p, float(floor))
+    text = _round_up(p)
+    k = math.log2(1 / p) if p > 0 else math.inf
+    if p < 1 and abs(k - round(k)) < 1e-12 and round(k) <= 30:
+        return f"1/{2 ** round(k)} = {text}"
+    return text
+
+
+def _round_up(p: float) -> str:
+    """p rounded up to 2 significant digits (scientific below 0.001)."""
+    if p <= 0:
+        return "0"
+    exp = math.floor(math.log10(p)) - 1
+    up = math.ceil(p / 10.0**exp - 1e-9) * 10.0**exp
+    return f"{up:.1e}" if up < 1e-3 else f"{up:.2g}"
+
+
 # ------------------------------------------------------------------------ multiplicity
 def holm(pvalues) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (NaNs stay NaN and are not counted; Holm 1979).
@@ -545,7 +654,7 @@ def paired_tests(diffs, confidence: float = 0.95) -> PairedTests:
     mean, se, df = _mean_se(d)
     sd = se * math.sqrt(n)
     half = float(sps.t.ppf((1 + confidence) / 2, df)) * se
-    spread = sd > 0 and float(np.ptp(d)) > 0
+    spread = has_spread(d)
     nan = float("nan")
     gz_low, gz_high = gz_ci(d, confidence) if spread else (nan, nan)
     return PairedTests(

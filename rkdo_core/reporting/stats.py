@@ -14,10 +14,13 @@ from scipy import stats as sps
 
 from ..datasets import dataset_label
 from .inference import (
+    format_sign_flip,
     gz_ci,
+    has_spread,
     hedges_gz,
     holm,
     min_detectable_difference,
+    shown_above,
     sign_flip_floor,
     sign_flip_p,
 )
@@ -47,6 +50,12 @@ METHOD_LABELS = {"rkdo": "RKDO", "icon": "I-Con"}
 #: not one of the comparisons the paper claims (its 12 dataset × budget tests per metric)
 HOLM_EXCLUDED_EPOCHS = (0,)
 CONFIDENCE = 0.95
+#: epoch 0 holds the same untrained encoder for both methods: its RKDO − I-Con difference is
+#: one between two functions (or exactly 0), shown as a difference, never as inference
+UNTRAINED_INFERENCE = ("none: epoch 0 is the same untrained encoder for both methods, so "
+                       "RKDO − I-Con there is a difference between two functions, not a test")
+UNTRAINED_NO_INFERENCE = ("ci_low", "ci_high", "g_z", "gz_low", "gz_high", "p_value",
+                          "sign_flip_p", "sign_flip_floor", "mde80")
 #: significance level of every test, claim and generated sentence (stated in each)
 ALPHA_LEVEL = 0.05
 
@@ -70,8 +79,12 @@ def paired_stats(rkdo, icon, confidence: float = CONFIDENCE) -> dict[str, float]
     ``sign_flip_floor`` the smallest value it can take (2/2^n, 1/16 at n = 5); ``mde80``:
     the minimal difference a paired t-test detects with 80 % power at level 0.05 two-sided
     from the observed sd (:func:`.inference.min_detectable_difference`; tables recompute it
-    at the multiplicity level they apply). Test quantities are NaN when n < 2 or all
-    differences are equal (the tests are undefined there — not 0 or 1).
+    at the multiplicity level they apply). Test quantities are NaN when n < 2 or the
+    differences have no spread beyond floating-point rounding (:func:`.inference.has_spread`:
+    all equal, e.g. every seed gaining exactly 2/141) — the tests are undefined there, not 0
+    or 1 — and so is the interval (``ci_low``/``ci_high`` NaN, ``no_spread`` True): a
+    zero-width interval would pass every "CI above 0" rule, so such differences are decided
+    by the exact sign-flip test (:func:`.inference.shown_above`), never by an interval.
     """
     r = np.asarray(rkdo, dtype=float)
     i = np.asarray(icon, dtype=float)
@@ -80,16 +93,19 @@ def paired_stats(rkdo, icon, confidence: float = CONFIDENCE) -> dict[str, float]
     nan = np.nan
     out = {"diff_mean": float(d.mean()) if n else nan, "ci_low": nan, "ci_high": nan,
            "sd_diff": nan, "effect_size": nan, "g_z": nan, "gz_low": nan, "gz_high": nan,
-           "p_value": nan, "sign_flip_p": nan, "sign_flip_floor": nan, "mde80": nan}
+           "p_value": nan, "sign_flip_p": nan, "sign_flip_floor": nan, "mde80": nan,
+           "no_spread": False}
     if n < 2:
         return out
     sd = float(d.std(ddof=1))
     out["sd_diff"] = sd
-    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
-    out["ci_low"], out["ci_high"] = out["diff_mean"] - half, out["diff_mean"] + half
     out["sign_flip_p"] = sign_flip_p(d)
     out["sign_flip_floor"] = sign_flip_floor(int(np.count_nonzero(d)))
-    if sd > 0 and np.ptp(d) > 0:
+    scale = float(np.max(np.abs(np.r_[r, i, d])))
+    out["no_spread"] = not has_spread(d, scale=scale)
+    if not out["no_spread"]:
+        half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
+        out["ci_low"], out["ci_high"] = out["diff_mean"] - half, out["diff_mean"] + half
         out["effect_size"] = out["diff_mean"] / sd
         out["p_value"] = float(sps.ttest_rel(r, i).pvalue)
         out["gz_low"], out["gz_high"] = gz_ci(d, confidence)
@@ -108,12 +124,15 @@ def mde_at(sd: float, n: int, alpha: float) -> float:
 
 
 def power_text(mde: float, alpha: float, unit: str = "") -> str:
-    """"differences larger than X are excluded at 80 % power (level α)" — the honest
-    wording of a null result (docs/design.md "Statistics conventions")."""
+    """"80 % power to detect a true difference of X at level α" — what a test that did not
+    reject could have found (docs/design.md "Statistics conventions"). A power calculation
+    excludes nothing: "excluded" is said only from an interval or a TOST /
+    non-inferiority bound, and this text is attached only to results that are not
+    significant."""
     if not np.isfinite(mde):
-        return "minimal detectable difference not computable (fewer than 2 seeds or no spread)"
-    return (f"differences larger than {mde:.3g}{unit} are excluded at 80 % power "
-            f"(paired t, level {alpha:.3g})")
+        return ("power not computable (fewer than 2 seeds, or differences without spread)")
+    return (f"the paired t-test had 80 % power to detect a true difference of {mde:.3g}{unit} "
+            f"at level {alpha:.3g} (two-sided)")
 
 
 # ---------------------------------------------------------------------------- Holm families
@@ -221,7 +240,8 @@ def paired_comparison(df: pd.DataFrame, metrics=tuple(ALL_METRICS), *,
     ``ci_high``, ``sd_diff``, ``g_z`` (Hedges' bias-corrected paired effect size) with its
     exact 95 % interval ``gz_low``/``gz_high``, ``p_value`` (paired t-test) and beside it
     ``sign_flip_p`` (exact permutation p; ``sign_flip_floor`` = its smallest possible value,
-    1/16 with 5 seeds), ``p_holm``/``holm_family``/``holm_m`` (:func:`with_holm`: the one
+    1/16 with 5 seeds) — all of these NaN at epoch 0 (``inference`` says why:
+    :data:`UNTRAINED_INFERENCE`), ``p_holm``/``holm_family``/``holm_m`` (:func:`with_holm`: the one
     family definition :data:`HOLM_FAMILIES`; budgets in ``holm_excluded_epochs`` and NaN
     p-values are not counted), ``mde80``/``mde_alpha`` (minimal detectable difference at
     80 % power at the Holm worst-case level), ``steps_min``/``steps_max`` (real optimizer
@@ -241,14 +261,17 @@ def paired_comparison(df: pd.DataFrame, metrics=tuple(ALL_METRICS), *,
             imp = per_seed_improvement(r, i, lower)
             st = paired_stats(r, i)
             st.pop("effect_size")  # d_z: the tables report the bias-corrected g_z
+            untrained = int(epoch) in set(int(e) for e in holm_excluded_epochs)
+            if untrained:  # the same encoder under two functions: a difference, no test
+                st.update({k: np.nan for k in UNTRAINED_NO_INFERENCE})
             rows.append({
                 "dataset": dataset, "protocol": protocol, "epoch": int(epoch), "metric": metric,
                 "n_seeds": len(seeds), "seeds": ",".join(str(s) for s in seeds),
                 "rkdo_mean": float(r.mean()), "rkdo_std": _std(r),
                 "icon_mean": float(i.mean()), "icon_std": _std(i),
                 "improvement_pct": improvement_pct(r.mean(), i.mean(), lower),
-                "improvement_ci": t_halfwidth(imp),
-                **st,
+                "improvement_ci": np.nan if untrained else t_halfwidth(imp),
+                **st, "inference": UNTRAINED_INFERENCE if untrained else "paired",
                 "steps_min": steps_min, "steps_max": steps_max,
                 "device": ",".join(sorted(g["device"].dropna().astype(str).unique()))
                 if "device" in g else "",
@@ -260,6 +283,7 @@ def paired_comparison(df: pd.DataFrame, metrics=tuple(ALL_METRICS), *,
     out["holm_epoch"] = [0 if int(e) in excluded else int(e) for e in out.epoch]
     out = with_holm(out, rkdo_col="holm_epoch", icon_col="holm_epoch").drop(
         columns="holm_epoch")
+    out.loc[out.inference != "paired", "mde80"] = np.nan  # no test, so no power either
     order = {m: k for k, m in enumerate(ALL_METRICS)}
     return (out.assign(_m=out.metric.map(order)).sort_values(["_m", "protocol", "dataset",
                                                               "epoch"])
@@ -381,6 +405,11 @@ ALL_YARDSTICKS: dict[str, tuple[str, bool]] = {
     **{k: (v, True) for k, v in YARDSTICK.items()}, **NEUTRAL_YARDSTICKS}
 #: what "training does not help" makes of a downstream verdict
 GATED = "not testable (training does not help in this regime)"
+#: ... and a positive control that could not be computed (it gates too, never ungates)
+GATED_NO_CONTROL = "not testable (the positive control could not be computed)"
+#: the two ways the positive control fails, named apart
+CONTROL_HURTS = "fails (training hurts: CI below 0)"
+CONTROL_NOT_SHOWN = "fails (not shown to help: CI spans 0)"
 #: the positive control's probe: the cross-validated probe where measured, else the paper's
 POSITIVE_CONTROL_METRICS = ("linear_cv", "linear_eval")
 
@@ -407,20 +436,26 @@ def _label(dataset: str, protocol: str) -> str:
 # ----------------------------------------------------------------- positive control (§6.5)
 def positive_control(df: pd.DataFrame, alpha: float = ALPHA_LEVEL) -> pd.DataFrame:
     """Per (dataset, protocol): does training help at all? I-Con at the last trained budget
-    against the untrained encoder (epoch 0) of the same seed, on the linear probe
-    (``linear_cv`` where measured for that dataset and protocol, else ``linear_eval``):
-    paired differences I-Con@last − untrained, 95 % t-interval.
+    against the untrained encoder (epoch 0) of the same seed, on the gate's probe
+    (:func:`control_probe`: ``linear_cv`` where measured for that dataset and protocol, else
+    ``linear_eval`` — the same probe claim (b) and Table 3 are then judged on): paired
+    differences I-Con@last − untrained, 95 % t-interval; differences without spread are
+    decided by the exact sign-flip test (:func:`.inference.shown_above`), never by a
+    zero-width interval.
 
     ``status``: ``passes`` (interval above 0), ``fails`` (not above 0: every downstream
-    verdict of that dataset and protocol becomes :data:`GATED`), ``not testable`` (no
-    epoch 0, no trained budget, no probe or fewer than 2 paired seeds; nothing is gated).
-    Columns: dataset, protocol, metric, epoch, n_seeds, icon_last_mean, untrained_mean,
-    diff_mean, ci_low, ci_high, p_value, sign_flip_p, sign_flip_floor, g_z, mde80 (level
-    ``alpha``), status, gated, reason."""
+    verdict of that dataset and protocol becomes :data:`GATED`) with ``outcome`` naming which
+    failure — :data:`CONTROL_HURTS` (interval below 0) or :data:`CONTROL_NOT_SHOWN` (it spans
+    0) — or ``not testable`` (no epoch 0, no trained budget, the probe missing at one of the
+    two budgets, fewer than 2 paired seeds). A control that cannot be computed gates too
+    (``gated`` True, downstream verdicts :data:`GATED_NO_CONTROL`): it never switches the
+    gate off. Columns: dataset, protocol, metric, epoch, n_seeds, icon_last_mean,
+    untrained_mean, diff_mean, ci_low, ci_high, p_value, sign_flip_p, sign_flip_floor, g_z,
+    mde80 (level ``alpha``), no_spread, decided_by, status, outcome, gated, reason."""
     rows = []
     for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
         icon = g[g.method == "icon"]
-        metric = next((m for m in POSITIVE_CONTROL_METRICS if measured(icon, m)), None)
+        metric = control_probe(g)
         epochs = sorted(int(e) for e in icon.epoch.unique())
         trained = [e for e in epochs if e > 0]
         row = {"dataset": dataset, "protocol": protocol, "metric": metric or "",
@@ -433,7 +468,9 @@ def positive_control(df: pd.DataFrame, alpha: float = ALPHA_LEVEL) -> pd.DataFra
             b = icon[icon.epoch == 0].set_index("seed")[metric].dropna()
             seeds = sorted(set(a.index) & set(b.index))
             if len(seeds) < 2:
-                reason = "fewer than 2 seeds with both budgets"
+                reason = (f"{metric} measured for fewer than 2 seeds at both epoch 0 and "
+                          f"epoch {trained[-1]} (seeds with it: epoch 0 {sorted(b.index)}, "
+                          f"epoch {trained[-1]} {sorted(a.index)})")
             else:
                 x = a.loc[seeds].astype(float).to_numpy()
                 y = b.loc[seeds].astype(float).to_numpy()
@@ -441,22 +478,59 @@ def positive_control(df: pd.DataFrame, alpha: float = ALPHA_LEVEL) -> pd.DataFra
                 row.update(n_seeds=len(seeds), icon_last_mean=float(x.mean()),
                            untrained_mean=float(y.mean()),
                            **{k: st[k] for k in ("diff_mean", "ci_low", "ci_high", "p_value",
-                                                 "sign_flip_p", "sign_flip_floor", "g_z")},
+                                                 "sign_flip_p", "sign_flip_floor", "g_z",
+                                                 "no_spread")},
                            mde80=mde_at(st["sd_diff"], len(seeds), alpha))
-                ok = np.isfinite(st["ci_low"]) and st["ci_low"] > 0
-                row.update(status="passes" if ok else "fails", gated=not ok, reason="")
+                helps = shown_above(x - y, 0.0, alpha / 2)
+                hurts = shown_above(y - x, 0.0, alpha / 2)
+                outcome = ("passes" if helps.ok else CONTROL_HURTS if hurts.ok
+                           else CONTROL_NOT_SHOWN)
+                row.update(status="passes" if helps.ok else "fails", outcome=outcome,
+                           gated=not helps.ok, reason="", decided_by=helps.by,
+                           one_sided_p=helps.p)
         if reason:
-            row.update(status="not testable", gated=False, reason=reason)
+            row.update(status="not testable", outcome="not testable", gated=True,
+                       reason=reason, decided_by="")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def gated_pairs(df: pd.DataFrame, control: pd.DataFrame | None = None) -> set:
-    """{(dataset, protocol)} whose positive control fails (downstream verdicts gated)."""
+def control_probe(g: pd.DataFrame) -> str | None:
+    """The probe of a (dataset, protocol)'s positive control and of the claims it gates
+    (claim b, Table 3): ``linear_cv`` where the I-Con runs measured it at any budget, else
+    ``linear_eval``; None without either. Chosen from which metric exists, never from its
+    values."""
+    icon = g[g.method == "icon"]
+    return next((m for m in POSITIVE_CONTROL_METRICS if measured(icon, m)), None)
+
+
+def gated_pairs(df: pd.DataFrame, control: pd.DataFrame | None = None) -> dict:
+    """{(dataset, protocol): what its downstream verdicts read} for every pair whose
+    positive control does not pass: :data:`GATED` where it fails, :data:`GATED_NO_CONTROL`
+    where it could not be computed. ``in`` works on it as on a set."""
     control = positive_control(df) if control is None else control
     if control.empty:
-        return set()
-    return {(r.dataset, r.protocol) for r in control.itertuples() if r.gated}
+        return {}
+    return {(r.dataset, r.protocol): (GATED_NO_CONTROL if r.status == "not testable"
+                                      else GATED)
+            for r in control.itertuples() if r.gated}
+
+
+def control_test_text(r) -> str:
+    """The positive control's test in words: the interval (or, without spread, the exact
+    sign-flip decision), the t and sign-flip p, n; power only where it did not decide."""
+    flip = format_sign_flip(r.sign_flip_p, r.sign_flip_floor)
+    if bool(getattr(r, "no_spread", False)):
+        return (f"I-Con@{int(r.epoch)} − untrained = {r.diff_mean:+.4f} for every seed (no "
+                f"spread, so no interval: decided by the exact sign-flip test, one-sided "
+                f"p = {format_sign_flip(r.one_sided_p)} against level {ALPHA_LEVEL / 2:g}), "
+                f"n = {int(r.n_seeds)} seeds")
+    text = (f"I-Con@{int(r.epoch)} − untrained = {r.diff_mean:+.4f}, 95 % CI "
+            f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], paired t p = {_p(r.p_value)}, exact "
+            f"sign-flip p = {flip}, n = {int(r.n_seeds)} seeds")
+    if r.outcome == CONTROL_NOT_SHOWN:
+        text += "; " + power_text(r.mde80, ALPHA_LEVEL)
+    return text
 
 
 def positive_control_sentences(control: pd.DataFrame) -> list[str]:
@@ -465,25 +539,25 @@ def positive_control_sentences(control: pd.DataFrame) -> list[str]:
     for r in control.itertuples():
         name = _label(r.dataset, r.protocol)
         if r.status == "not testable":
-            out.append(f"{name}: positive control not testable ({r.reason}); downstream "
-                       "verdicts are not gated.")
+            out.append(f"{name}: positive control not testable ({r.reason}); a control that "
+                       f"cannot be computed gates, so every downstream verdict here is "
+                       f"{GATED_NO_CONTROL}.")
             continue
         probe = METRIC_LABELS.get(r.metric, r.metric)
-        test = (f"I-Con@{int(r.epoch)} − untrained = {r.diff_mean:+.4f}, 95 % CI "
-                f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], paired t p = {_p(r.p_value)}, exact "
-                f"sign-flip p = {_p(r.sign_flip_p)} (floor {r.sign_flip_floor:.3g}), "
-                f"n = {int(r.n_seeds)} seeds")
+        test = control_test_text(r)
         if r.status == "passes":
             out.append(f"{name}: positive control passes — training helps: I-Con after "
                        f"{int(r.epoch)} epoch(s) beats the untrained encoder on the {probe} "
                        f"({r.icon_last_mean:.4f} vs {r.untrained_mean:.4f}; {test}).")
-        else:
-            out.append(f"{name}: positive control FAILS — I-Con after {int(r.epoch)} epoch(s) "
-                       f"does not beat the untrained encoder on the {probe} "
-                       f"({r.icon_last_mean:.4f} vs {r.untrained_mean:.4f}; {test}; "
-                       f"{power_text(r.mde80, ALPHA_LEVEL)}). Every downstream verdict here "
-                       f"(linear eval, NMI, ARI, neighbour accuracies, claim b, Table 3) is "
-                       f"{GATED}; the loss-side audit is not gated.")
+            continue
+        what = ("I-Con after {e} epoch(s) is significantly WORSE than the untrained encoder"
+                if r.outcome == CONTROL_HURTS else
+                "I-Con after {e} epoch(s) is not shown to beat the untrained encoder"
+                ).format(e=int(r.epoch))
+        out.append(f"{name}: positive control {r.outcome} — {what} on the {probe} "
+                   f"({r.icon_last_mean:.4f} vs {r.untrained_mean:.4f}; {test}). Every "
+                   f"downstream verdict here (linear eval, NMI, ARI, neighbour accuracies, "
+                   f"claim b, Table 3) is {GATED}; the loss-side audit is not gated.")
     return out
 
 
@@ -498,51 +572,70 @@ TRAINING_TERM = "training_term"
 
 def gap_decomposition(df: pd.DataFrame) -> pd.DataFrame:
     """The own-loss gap on the common yardstick, split in two, per (dataset, protocol,
-    budget), seeds paired. With Y_obj(θ) the yardstick value of objective ``obj`` on the
-    encoder θ (same held-out images and views for all four cells of the 2 × 2):
+    budget), seeds paired. With L_obj(θ) the yardstick value of objective ``obj`` on the
+    encoder θ (same held-out images and views for all four cells of the 2 × 2), the
+    own-loss gap L_RKDO(θ_RKDO) − L_I-Con(θ_I-Con) splits in two orders:
 
-    own-loss gap  L_RKDO(θ_RKDO) − L_I-Con(θ_I-Con)
-      = function term  [L_RKDO(θ_I-Con) − L_I-Con(θ_I-Con)]  (the two functions differ on
-        the same, I-Con-trained encoder)
-      + training term  [L_RKDO(θ_RKDO) − L_RKDO(θ_I-Con)]   (what training with RKDO buys,
-        scored by RKDO's own objective).
+    order A (function first):  function term L_RKDO(θ_I-Con) − L_I-Con(θ_I-Con) (the two
+      functions on the I-Con-trained encoder) + training term L_RKDO(θ_RKDO) − L_RKDO(θ_I-Con)
+      (what training with RKDO buys, scored by RKDO's objective);
+    order B (training first):  training term L_I-Con(θ_RKDO) − L_I-Con(θ_I-Con) (scored by
+      I-Con's objective) + function term L_RKDO(θ_RKDO) − L_I-Con(θ_RKDO) (the two functions
+      on the RKDO-trained encoder).
 
-    Negative = RKDO lower. Columns: dataset, protocol, epoch, n_seeds, steps_max,
-    icon_own_mean (L_I-Con(θ_I-Con)), own_gap_mean, function_mean, training_mean (per-seed
-    means; own = function + training seed by seed), function/training 95 % t-intervals
-    (``*_ci_low``/``*_ci_high``), ``own_gap_pct``/``function_pct``/``training_pct`` (100 ×
-    −term / icon_own_mean, the paper's improvement convention; function_pct + training_pct
-    = own_gap_pct), ``function_share_pct`` (100 function / own), the training term's test:
-    ``training_p`` (paired t), ``training_sign_flip_p``, ``training_g_z``, ``training_p_holm``
-    (family: protocol × training term over datasets × trained budgets), ``training_mde80``
-    (Holm worst-case level); ``gap0_pct``: the training-loss improvement of the untrained
-    encoders (epoch 0) — the step-0 gap of Table 1. Empty without the yardstick."""
+    The two orders can disagree (an interaction); the headline terms ``function_*`` /
+    ``training_*`` are their average, the Shapley decomposition (each term's mean
+    contribution over both orders; it does not depend on an order), and both orders are
+    reported beside it (``function_a_*``, ``training_a_*``, ``function_b_*``,
+    ``training_b_*``). Negative = RKDO lower.
+
+    Columns: dataset, protocol, epoch, n_seeds, steps_max, icon_own_mean (L_I-Con(θ_I-Con)),
+    own_gap_mean, function_mean, training_mean and the per-order means (own = function +
+    training seed by seed, in each order and for the average), ``*_pct`` (100 × −term /
+    icon_own_mean, the paper's improvement convention; function_pct + training_pct =
+    own_gap_pct), function_share_pct (100 function / own); the function term's 95 %
+    t-interval ``function_ci_low``/``_high`` — a description, not a test: it is the
+    difference between two functions on the same encoder, nearly deterministic, so it gets
+    no p-value or effect size; the training term's test (Shapley term): 95 % t-interval
+    ``training_ci_*`` (NaN without spread), ``training_p`` (paired t),
+    ``training_sign_flip_p``, ``training_g_z``, ``training_p_holm`` (family: protocol ×
+    training term over datasets × trained budgets), ``training_mde80`` (Holm worst-case
+    level), ``training_no_spread``, ``training_verdict`` (:func:`training_term_verdict`:
+    lower / higher / not shown, at the 95 % interval's level); ``gap0_pct``: the
+    training-loss improvement of the untrained encoders (epoch 0) — the step-0 gap of
+    Table 1. Empty without the yardstick."""
     if not has_yardstick(df):
         return pd.DataFrame()
     rows = []
+    cols = ("yardstick_rkdo", "yardstick_icon")
     for (dataset, protocol, epoch), g in df.groupby(["dataset", "protocol", "epoch"]):
         r = g[g.method == "rkdo"].set_index("seed")
         i = g[g.method == "icon"].set_index("seed")
         seeds = sorted(set(r.index) & set(i.index))
-        seeds = [s for s in seeds if np.isfinite(float(r.loc[s, "yardstick_rkdo"]))
-                 and np.isfinite(float(i.loc[s, "yardstick_rkdo"]))
-                 and np.isfinite(float(i.loc[s, "yardstick_icon"]))]
+        seeds = [s for s in seeds if all(np.isfinite(float(x.loc[s, c]))
+                                         for x in (r, i) for c in cols)]
         if not seeds:
             continue
         rr = r.loc[seeds, "yardstick_rkdo"].astype(float).to_numpy()
         ri = i.loc[seeds, "yardstick_rkdo"].astype(float).to_numpy()
         ii = i.loc[seeds, "yardstick_icon"].astype(float).to_numpy()
-        own, function, training = rr - ii, ri - ii, rr - ri
-        fs = paired_stats(function, np.zeros_like(function))
+        ir = r.loc[seeds, "yardstick_icon"].astype(float).to_numpy()
+        own = rr - ii
+        terms = {"function_a": ri - ii, "training_a": rr - ri,
+                 "training_b": ir - ii, "function_b": rr - ir}
+        function = (terms["function_a"] + terms["function_b"]) / 2
+        training = (terms["training_a"] + terms["training_b"]) / 2
         ts = paired_stats(training, np.zeros_like(training))
+        half = t_halfwidth(function)
         base = float(ii.mean())
         _, s_max = _steps(g)
-        rows.append({
+        row = {
             "dataset": dataset, "protocol": protocol, "epoch": int(epoch),
             "n_seeds": len(seeds), "steps_max": s_max, "icon_own_mean": base,
             "own_gap_mean": float(own.mean()), "function_mean": float(function.mean()),
             "training_mean": float(training.mean()),
-            "function_ci_low": fs["ci_low"], "function_ci_high": fs["ci_high"],
+            "function_ci_low": float(function.mean()) - half,
+            "function_ci_high": float(function.mean()) + half,
             "training_ci_low": ts["ci_low"], "training_ci_high": ts["ci_high"],
             "own_gap_pct": -100.0 * float(own.mean()) / base,
             "function_pct": -100.0 * float(function.mean()) / base,
@@ -551,8 +644,13 @@ def gap_decomposition(df: pd.DataFrame) -> pd.DataFrame:
                                    if own.mean() != 0 else np.nan),
             "p_value": ts["p_value"], "sign_flip_p": ts["sign_flip_p"],
             "sign_flip_floor": ts["sign_flip_floor"], "g_z": ts["g_z"],
-            "sd_diff": ts["sd_diff"], "metric": TRAINING_TERM,
-            "rkdo_epoch": int(epoch), "icon_epoch": int(epoch)})
+            "sd_diff": ts["sd_diff"], "training_no_spread": ts["no_spread"],
+            "training_verdict": training_term_verdict(training),
+            "metric": TRAINING_TERM, "rkdo_epoch": int(epoch), "icon_epoch": int(epoch)}
+        for k, v in terms.items():
+            row[f"{k}_mean"] = float(v.mean())
+            row[f"{k}_pct"] = -100.0 * float(v.mean()) / base
+        rows.append(row)
     out = with_holm(pd.DataFrame(rows))
     if out.empty:
         return out
@@ -564,7 +662,8 @@ def gap_decomposition(df: pd.DataFrame) -> pd.DataFrame:
     gap0 = {}
     if measured(df, "train_loss"):
         for (dataset, protocol), _ in df.groupby(["dataset", "protocol"]):
-            seeds, r0, i0 = paired_values(df, dataset, protocol, "train_loss", 0, 0)
+            seeds, r0, i0 = paired_values(df, dataset, protocol, "train_loss", 0, 0,
+                                          finite_only=True)
             if seeds:
                 gap0[(dataset, protocol)] = improvement_pct(r0.mean(), i0.mean(), True)
     out["gap0_pct"] = [gap0.get((d, p), np.nan) for d, p in zip(out.dataset, out.protocol)]
@@ -572,11 +671,36 @@ def gap_decomposition(df: pd.DataFrame) -> pd.DataFrame:
         drop=True)
 
 
+def training_term_verdict(training) -> str:
+    """The Shapley training term (per-seed values) judged at one level everywhere (the
+    decomposition sentence and the checklist): ``lower`` (RKDO's training lowers the loss:
+    the 95 % interval lies below 0 — without spread, the exact one-sided sign-flip test at
+    0.025, :func:`.inference.shown_above`), ``higher`` (above 0) or ``not shown``."""
+    t = np.asarray(training, dtype=float)
+    if len(t) < 2:
+        return "not shown"
+    if shown_above(-t, 0.0, ALPHA_LEVEL / 2).ok:
+        return "lower"
+    if shown_above(t, 0.0, ALPHA_LEVEL / 2).ok:
+        return "higher"
+    return "not shown"
+
+
+def decomposition_orders_text(r) -> str:
+    """Both orders of one decomposition row, in points of the I-Con loss."""
+    return (f"order A (function term first, on the I-Con-trained encoder): function "
+            f"{r.function_a_pct:+.2f}, training {r.training_a_pct:+.2f} points; order B "
+            f"(training term first, scored by I-Con's objective): training "
+            f"{r.training_b_pct:+.2f}, function {r.function_b_pct:+.2f} points")
+
+
 def epoch0_gap_sentences(df: pd.DataFrame) -> list[str]:
     """One computed sentence per (dataset, protocol) at the last trained budget: the step-0
     gap of the training loss, and the own-loss gap on the common yardstick split into the
-    function term and the training term (:func:`gap_decomposition`); only the training term
-    is tested. Says so where epoch 0, a trained budget or the yardstick is missing."""
+    function term and the training term (:func:`gap_decomposition`, the Shapley average of
+    both orders, each order beside it); only the training term is tested, judged by its
+    95 % interval (:func:`training_term_verdict`, the checklist's rule). Says so where
+    epoch 0, a trained budget or the yardstick is missing."""
     dec = gap_decomposition(df)
     out = []
     for (dataset, protocol), g in df.groupby(["dataset", "protocol"]):
@@ -585,7 +709,8 @@ def epoch0_gap_sentences(df: pd.DataFrame) -> list[str]:
         trained = [e for e in epochs if e > 0]
         gap0 = np.nan
         if 0 in epochs and measured(g, "train_loss"):
-            seeds, r0, i0 = paired_values(df, dataset, protocol, "train_loss", 0, 0)
+            seeds, r0, i0 = paired_values(df, dataset, protocol, "train_loss", 0, 0,
+                                          finite_only=True)
             gap0 = improvement_pct(r0.mean(), i0.mean(), True) if seeds else np.nan
         step0 = (f"the untrained encoder (epoch 0) already shows a training-loss gap of "
                  f"{gap0:.2f} %" if np.isfinite(gap0) else
@@ -600,23 +725,37 @@ def epoch0_gap_sentences(df: pd.DataFrame) -> list[str]:
             continue
         r = d[d.epoch == trained[-1]].iloc[0]
         steps = f" ({int(r.steps_max)} optimizer steps)" if np.isfinite(r.steps_max) else ""
-        sig = np.isfinite(r.training_p) and r.training_p_holm < ALPHA_LEVEL
+        verdict = r.training_verdict
         carrier = "training term" if abs(r.training_pct) > abs(r.function_pct) else \
             "function term"
-        test = (f"95 % CI [{r.training_ci_low:+.4f}, {r.training_ci_high:+.4f}], paired t "
-                f"p = {_p(r.training_p)}, Holm {_p(r.training_p_holm)}, sign-flip p = "
-                f"{_p(r.training_sign_flip_p)}, n = {int(r.n_seeds)} seeds")
-        null = ("" if sig else "; not significant — "
-                + power_text(r.training_mde80, r.training_mde_alpha))
+        if bool(r.training_no_spread):
+            test = (f"no spread, so no interval; exact sign-flip p = "
+                    f"{format_sign_flip(r.training_sign_flip_p, r.training_sign_flip_floor)}"
+                    f", n = {int(r.n_seeds)} seeds")
+        else:
+            test = (f"95 % CI [{r.training_ci_low:+.4f}, {r.training_ci_high:+.4f}], paired "
+                    f"t p = {_p(r.training_p)}, sign-flip p = "
+                    f"{format_sign_flip(r.training_sign_flip_p, r.training_sign_flip_floor)}"
+                    f", n = {int(r.n_seeds)} seeds")
+        judged = {"lower": "so training with RKDO lowers RKDO's loss beyond the "
+                           "I-Con-trained encoder (interval below 0, level 0.05)",
+                  "higher": "so the RKDO-trained encoder scores worse than the I-Con-trained "
+                            "one (interval above 0, level 0.05)",
+                  "not shown": "so the training term is not shown to differ from 0 (interval "
+                               "spans 0, level 0.05; "
+                               + power_text(mde_at(r.training_sd, int(r.n_seeds),
+                                                   ALPHA_LEVEL), ALPHA_LEVEL) + ")"}[verdict]
         out.append(
             f"{name}: {step0}. After {int(r.epoch)} epoch(s){steps}, on the common yardstick "
-            f"RKDO's own loss is {r.own_gap_pct:.2f} % below I-Con's; of this, "
-            f"{r.function_pct:.2f} points are the function term (the RKDO objective is lower "
-            f"than the I-Con objective on the same I-Con-trained encoder, 95 % CI of the "
-            f"difference [{r.function_ci_low:+.4f}, {r.function_ci_high:+.4f}]) and "
-            f"{r.training_pct:.2f} points the training term (RKDO-trained vs I-Con-trained "
-            f"encoder, both scored by RKDO's objective: {r.training_mean:+.4f}, {test}{null}). "
-            f"The {carrier} carries the gap.")
+            f"RKDO's own loss is {r.own_gap_pct:.2f} % below I-Con's; averaged over both "
+            f"orders of the decomposition (Shapley), {r.function_pct:.2f} points are the "
+            f"function term (the RKDO objective is lower than the I-Con objective on the same "
+            f"encoder; 95 % interval of the loss difference [{r.function_ci_low:+.4f}, "
+            f"{r.function_ci_high:+.4f}], a description of two functions, not a test) and "
+            f"{r.training_pct:.2f} points the training term (what training with RKDO changes, "
+            f"{r.training_mean:+.4f}: {test}; {judged}; Holm p over the protocol's trained "
+            f"budgets {_p(r.training_p_holm)}, for the decomposition table's family). "
+            f"{decomposition_orders_text(r).capitalize()}. The {carrier} carries the gap.")
     return out
 
 
@@ -755,7 +894,7 @@ def yardstick_sentences(df: pd.DataFrame) -> list[str]:
                 f"for the I-Con-trained one (difference {getattr(v, f'{k}_diff_mean'):+.4f}, "
                 f"95 % CI [{getattr(v, f'{k}_ci_low'):+.4f}, {getattr(v, f'{k}_ci_high'):+.4f}]"
                 f", p = {_p(getattr(v, f'{k}_p_value'))}, sign-flip p = "
-                f"{_p(getattr(v, f'{k}_sign_flip_p'))})")
+                f"{format_sign_flip(getattr(v, f'{k}_sign_flip_p'))})")
         powers = "; ".join(
             f"{label}: " + power_text(getattr(v, f"{yardstick_name(key)}_mde_iu"), ALPHA_LEVEL)
             for key, label in YARDSTICK.items())
@@ -807,7 +946,7 @@ def protocol_conclusions(comp: pd.DataFrame, metrics: tuple[str, ...] = DOWNSTRE
             r = r.iloc[0]
             better = "no difference"
             if (dataset, p) in gated:
-                better = GATED
+                better = gated[(dataset, p)] if isinstance(gated, dict) else GATED
             elif not np.isnan(r.p_holm) and r.p_holm < ALPHA_LEVEL:
                 higher_better = not ALL_METRICS[metric]
                 better = ("RKDO better" if (r.diff_mean > 0) == higher_better
