@@ -109,7 +109,7 @@ def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
     claims = tables.get(TABLE_NAMES["claims"])
     control = positive_control(df) if control is None else control
     keep = ["dataset", "protocol", "metric", "epoch", "n_seeds", "diff_mean", "ci_low",
-            "ci_high", "status", "gated"]
+            "ci_high", "status", "outcome", "gated", "reason"]
     return {"positive_control_sentences": positive_control_sentences(control),
             "positive_control": [] if control.empty else
             control[[c for c in keep if c in control]].to_dict("records"),
@@ -117,8 +117,11 @@ def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
             "comparison_note": "sign_flip_p: exact permutation p over the 2^n sign vectors "
                                "beside the t-test p; its floor (sign_flip_floor) is 2/2^n — "
                                "1/16 with 5 seeds; g_z: Hedges' bias-corrected paired effect "
-                               "size; mde80: differences larger than it are excluded at 80 % "
-                               "power at mde_alpha (Holm's worst-case level of the family)",
+                               "size; mde80: the true difference the paired t-test had 80 % "
+                               "power to detect at mde_alpha (Holm's worst-case level of the "
+                               "family) — power, not an exclusion; epoch 0 (the same "
+                               "untrained encoder for both methods) is a difference without a "
+                               "test (column inference)",
             "yardstick_sentences": yardstick_sentences(df),
             "claims": [] if claims is None or claims.empty else
             claims[["claim", "source", "protocol", "verdict"]].to_dict("records")}

@@ -345,7 +345,8 @@ def fig3_rkdo_vs_icon(df: pd.DataFrame, reported: Reported | None = None,
                 patch.set_gid(f"{series}/{d}")
             _error_bars(ax, xs, hs, es)
     for d in datasets:
-        seeds, r, i = paired_values(sub, d, protocol, metric, rkdo_epoch, icon_epoch)
+        seeds, r, i = paired_values(sub, d, protocol, metric, rkdo_epoch, icon_epoch,
+                                    finite_only=True)
         if len(seeds) >= 2:
             st = paired_stats(r, i)
             tests.append(f"{dataset_label(d)}: RKDO − I-Con = {st['diff_mean']:+.4f} "

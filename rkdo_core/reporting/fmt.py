@@ -30,6 +30,35 @@ def format_p(p: float) -> str:
     return f"{p:.2g}"
 
 
+def format_sign_flip(p: float, floor: float | None = None) -> str:
+    """A sign-flip p for a sentence, never printed below its own value or floor: rounded
+    *up* to two significant digits (0.0625 → "0.063", never "0.062"), with the exact
+    fraction 1/2^k where p is one ("1/16 = 0.063"); "—" where no test was possible."""
+    if p is None or not np.isfinite(p):
+        return NO_COUNTERPART
+    p = float(p)
+    if floor is not None and np.isfinite(floor):
+        p = max(p, float(floor))
+    text = format_p_up(p)
+    k = math.log2(1 / p) if p > 0 else math.inf
+    if p < 1 and abs(k - round(k)) < 1e-12 and round(k) <= 30:
+        return f"1/{2 ** round(k)} = {text}"
+    return text
+
+
+def format_p_up(p: float) -> str:
+    """A p-value rounded *up* to two significant digits (scientific below 0.001), so it is
+    never printed below its true value or an exact test's floor (0.0625 → "0.063"); "—"
+    where no test was possible."""
+    if p is None or not np.isfinite(p):
+        return NO_COUNTERPART
+    if p <= 0:
+        return "0"
+    exp = math.floor(math.log10(p)) - 1
+    up = math.ceil(p / 10.0**exp - 1e-9) * 10.0**exp
+    return f"{up:.1e}" if up < 1e-3 else f"{up:.2g}"
+
+
 def fmt_num(x: float, digits: int = 4, sign: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return NO_COUNTERPART

@@ -9,7 +9,8 @@ distribution-free location estimates for per-step wall-time overheads, and multi
 helpers, Holm's adjustment among them (:func:`holm`, defined here and re-exported by
 :mod:`rkdo_core.reporting.stats`: one implementation).
 
-numpy + scipy only: importing this module never imports torch.
+numpy + scipy (and the formatting of :mod:`.fmt`) only: importing this module never imports
+torch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 from scipy.special import gammaln
+
+from .fmt import format_sign_flip
 
 __all__ = [
     "PairedTests",
@@ -39,7 +42,6 @@ __all__ = [
     "intersection_union_p",
     "min_detectable_difference",
     "noninferiority",
-    "format_sign_flip",
     "paired_tests",
     "power_paired_t",
     "sign_flip_floor",
@@ -541,31 +543,6 @@ def shown_above(diffs, bound: float = 0.0, level: float = 0.025) -> AboveResult:
                     "greater")
     return AboveResult(bool(p < level and float(x.mean()) > 0), float("nan"), p, level,
                        "sign-flip")
-
-
-def format_sign_flip(p: float, floor: float | None = None) -> str:
-    """A sign-flip p for a sentence, never printed below its own value or floor: rounded
-    *up* to two significant digits (0.0625 → "0.063", never "0.062"), with the exact
-    fraction 1/2^k where p is one ("1/16 = 0.063"); "—" where no test was possible."""
-    if p is None or not np.isfinite(p):
-        return "—"
-    p = float(p)
-    if floor is not None and np.isfinite(floor):
-        p = max(p, float(floor))
-    text = _round_up(p)
-    k = math.log2(1 / p) if p > 0 else math.inf
-    if p < 1 and abs(k - round(k)) < 1e-12 and round(k) <= 30:
-        return f"1/{2 ** round(k)} = {text}"
-    return text
-
-
-def _round_up(p: float) -> str:
-    """p rounded up to 2 significant digits (scientific below 0.001)."""
-    if p <= 0:
-        return "0"
-    exp = math.floor(math.log10(p)) - 1
-    up = math.ceil(p / 10.0**exp - 1e-9) * 10.0**exp
-    return f"{up:.1e}" if up < 1e-3 else f"{up:.2g}"
 
 
 # ------------------------------------------------------------------------ multiplicity

@@ -755,7 +755,7 @@ def epoch0_gap_sentences(df: pd.DataFrame) -> list[str]:
             f"{r.training_pct:.2f} points the training term (what training with RKDO changes, "
             f"{r.training_mean:+.4f}: {test}; {judged}; Holm p over the protocol's trained "
             f"budgets {_p(r.training_p_holm)}, for the decomposition table's family). "
-            f"{decomposition_orders_text(r).capitalize()}. The {carrier} carries the gap.")
+            f"In {decomposition_orders_text(r)}. The {carrier} carries the gap.")
     return out
 
 

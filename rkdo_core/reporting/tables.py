@@ -25,12 +25,16 @@ from .fmt import (
     fmt_pct,
     fmt_steps,
     format_p,
+    format_p_up,
 )
 from .reported import Reported
 from .stats import (
     ALL_YARDSTICKS,
     ALPHA_LEVEL,
+    CONTROL_HURTS,
+    CONTROL_NOT_SHOWN,
     GATED,
+    GATED_NO_CONTROL,
     HOLM_FAMILIES,
     METHOD_LABELS,
     METRIC_LABELS,
@@ -72,7 +76,7 @@ def _paired_display(sub: pd.DataFrame, diff_label: str) -> dict[str, list]:
         "g_z [95 % CI]": [f"{fmt_num(g, 2)} {fmt_ci(lo, hi, 2)}" for g, lo, hi in
                           zip(sub.g_z, sub.gz_low, sub.gz_high)],
         "p": [format_p(x) for x in sub.p_value],
-        "p (sign-flip)": [format_p(x) for x in sub.sign_flip_p],
+        "p (sign-flip)": [format_p_up(x) for x in sub.sign_flip_p],
         "p (Holm)": [format_p(x) for x in sub.p_holm],
         "MDE80": [fmt_num(x, 4) for x in sub.mde80],
         "Paper RKDO": [fmt_mean_std(m, s) for m, s in
@@ -114,10 +118,12 @@ _STATS_NOTE = (
     "bias-corrected paired effect size with its exact 95 % interval (noncentral t); p: paired "
     "t-test across seeds (scipy ttest_rel); p (sign-flip): exact permutation p over the 2^n "
     "sign vectors — its floor with n seeds is 2/2^n (1/16 with 5 seeds), so it can never "
-    "reach the paper's p < 0.001; MDE80: the minimal detectable difference — differences "
-    "larger than it are excluded at 80 % power by the paired t-test at the Holm worst-case "
+    "reach the paper's p < 0.001 (printed rounded up, never below its floor); MDE80: the "
+    "true difference the paired t-test had 80 % power to detect at the Holm worst-case "
     "level α/m of the row's family (α for rows outside a family), from the observed paired "
-    "SD and n.")
+    "SD and n — a statement of power, not an exclusion (only an interval excludes). Epoch 0 "
+    "is the same untrained encoder for both methods: its RKDO − I-Con is a difference "
+    "between two functions, shown without interval or test.")
 
 
 def _comparison_table(comp: pd.DataFrame, metric: str, reported: Reported | None,
@@ -219,7 +225,8 @@ def table1(comp: pd.DataFrame, reported: Reported | None = None,
 _GAP_COLS = ["gap0_pct", "own_gap_pct", "function_pct", "function_mean", "function_ci_low",
              "function_ci_high", "training_pct", "training_mean", "training_ci_low",
              "training_ci_high", "training_p", "training_sign_flip_p", "training_g_z",
-             "training_p_holm", "training_mde80", "function_share_pct"]
+             "training_p_holm", "training_mde80", "function_share_pct", "training_verdict",
+             "function_a_pct", "training_a_pct", "training_b_pct", "function_b_pct"]
 
 
 def _with_decomposition(out: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
@@ -247,14 +254,19 @@ def _with_decomposition(out: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
             for p, m, lo, hi in zip(merged.training_pct, merged.training_mean,
                                     merged.training_ci_low, merged.training_ci_high)],
         "Training term p (sign-flip; Holm)": [
-            NO_COUNTERPART if np.isnan(p) else
-            f"{format_p(p)} ({format_p(f)}; {format_p(h)})"
+            NO_COUNTERPART if np.isnan(f) else
+            f"{format_p(p)} ({format_p_up(f)}; {format_p(h)})"
             for p, f, h in zip(merged.training_p, merged.training_sign_flip_p,
                                merged.training_p_holm)],
+        "Orders A / B (function, training)": [
+            NO_COUNTERPART if np.isnan(fa) else
+            f"A: {fa:+.2f}, {ta:+.2f}; B: {fb:+.2f}, {tb:+.2f} pts"
+            for fa, ta, fb, tb in zip(merged.function_a_pct, merged.training_a_pct,
+                                      merged.function_b_pct, merged.training_b_pct)],
     }
     for col in display_cols:  # keep the existing display values, in order
         new_display.setdefault(col, out[col].tolist())
-    added = list(new_display)[:5]
+    added = list(new_display)[:6]
     order = display_cols[:i] + added + display_cols[i:]
     csv = attrs["csv"] + _GAP_COLS
     note = attrs["note"] + (
@@ -262,13 +274,18 @@ def _with_decomposition(out: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
         "same seeds) — the part of the \"improvement\" that exists before any optimizer "
         "step (docs/method.md §6.1). Own-loss gap (yardstick): 100 (L_I-Con(θ_I-Con) − "
         "L_RKDO(θ_RKDO)) / L_I-Con(θ_I-Con) on the common yardstick's held-out views, split "
-        "exactly into the function term [L_RKDO(θ_I-Con) − L_I-Con(θ_I-Con)] — the two loss "
-        "functions differ on the same I-Con-trained encoder — and the training term "
-        "[L_RKDO(θ_RKDO) − L_RKDO(θ_I-Con)] — what training with RKDO buys, scored by RKDO's "
-        "own objective; each in points of the own-loss gap (sum = own-loss gap) and as the "
-        "mean loss difference with its 95 % t-interval (negative favours RKDO). Only the "
-        "training term is tested: paired t, exact sign-flip, Holm within the family "
-        "(protocol, training term) over datasets × trained budgets.")
+        "exactly into a function term (the two loss functions on the same encoder) and a "
+        "training term (what training with RKDO changes), in two orders — A: function term "
+        "[L_RKDO(θ_I-Con) − L_I-Con(θ_I-Con)] on the I-Con-trained encoder, training term "
+        "[L_RKDO(θ_RKDO) − L_RKDO(θ_I-Con)] scored by RKDO's objective; B: training term "
+        "[L_I-Con(θ_RKDO) − L_I-Con(θ_I-Con)] scored by I-Con's objective, function term "
+        "[L_RKDO(θ_RKDO) − L_I-Con(θ_RKDO)] on the RKDO-trained encoder. The two columns "
+        "Function / Training term are their average (Shapley, order-free), in points of the "
+        "I-Con loss (sum = own-loss gap) and as the mean loss difference with its 95 % "
+        "t-interval (negative favours RKDO); both orders beside them. The function term's "
+        "interval describes two functions and is not a test; only the training term is "
+        "tested: paired t, exact sign-flip (rounded up), Holm within the family (protocol, "
+        "training term) over datasets × trained budgets.")
     result = merged[csv].copy()
     return finish_table(result, csv, {c: new_display[c] for c in order}, attrs["title"], note,
                         attrs.get("omitted", []))
@@ -322,7 +339,8 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
                     omitted.append(f"{label}: omitted — {' and '.join(missing)} not in the "
                                    f"results (budgets present: {sorted(have_r | have_i)})")
                     continue
-                seeds, r, i = paired_values(df, dataset, protocol, metric, re_, ie)
+                seeds, r, i = paired_values(df, dataset, protocol, metric, re_, ie,
+                                            finite_only=True)
                 if not seeds:
                     omitted.append(f"{label}: omitted — no seed has both runs")
                     continue
@@ -395,7 +413,7 @@ def table3(df: pd.DataFrame, reported: Reported | None = None,
         "RKDO − I-Con [95 % CI]": [f"{fmt_num(d, sign=True)} {fmt_ci(lo, hi)}" for d, lo, hi in
                                    zip(out.diff_mean, out.ci_low, out.ci_high)],
         "p": [format_p(x) for x in out.p_value],
-        "p (sign-flip)": [format_p(x) for x in out.sign_flip_p],
+        "p (sign-flip)": [format_p_up(x) for x in out.sign_flip_p],
         "p (Holm)": [format_p(x) for x in out.p_holm],
         "Paper RKDO": [fmt_num(x) for x in out.reported_rkdo_mean],
         "Paper I-Con": [fmt_num(x) for x in out.reported_icon_mean],
@@ -522,22 +540,28 @@ def table0_positive_control(df: pd.DataFrame, control: pd.DataFrame | None = Non
         "Untrained": [fmt_num(x) for x in pc.untrained_mean],
         "Difference [95 % CI]": [f"{fmt_num(d, sign=True)} {fmt_ci(lo, hi)}" for d, lo, hi in
                                  zip(pc.diff_mean, pc.ci_low, pc.ci_high)],
-        "p (sign-flip)": [f"{format_p(p)} ({format_p(f)})" for p, f in
+        "p (sign-flip)": [f"{format_p(p)} ({format_p_up(f)})" for p, f in
                           zip(pc.p_value, pc.sign_flip_p)],
-        "MDE80": [fmt_num(x) for x in pc.mde80],
-        "Control": [s if s != "not testable" else f"not testable ({r})"
-                    for s, r in zip(pc.status, pc.reason)],
-        "Downstream verdicts": [GATED if g else "tested" for g in pc.gated],
+        "MDE80": [fmt_num(x) if o == CONTROL_NOT_SHOWN else NO_COUNTERPART
+                  for x, o in zip(pc.mde80, pc.outcome)],
+        "Control": [o if s != "not testable" else f"not testable ({r})"
+                    for s, o, r in zip(pc.status, pc.outcome, pc.reason)],
+        "Downstream verdicts": [(GATED_NO_CONTROL if s == "not testable" else GATED) if g
+                                else "tested" for s, g in zip(pc.status, pc.gated)],
     }
     note = (f"Paired differences I-Con@last − untrained encoder (epoch 0, the same seed's "
             f"initial weights), 95 % t-interval, paired t-test and exact sign-flip p; the "
             f"probe is the cross-validated linear probe (linear_cv) where measured, else the "
-            f"paper's linear eval. The control passes when the interval lies above 0. Where "
-            f"it fails, every downstream verdict for that dataset and protocol — claim (b), "
-            f"Table 3's rows, Table 6's conclusions about linear eval, NMI, ARI and neighbour "
-            f"accuracies — is \"{GATED}\"; the loss-side audit (the gap, the yardstick) is "
-            f"not gated. MDE80: differences larger than this are excluded at 80 % power "
-            f"(level {ALPHA_LEVEL}).")
+            f"paper's linear eval — the same probe claim (b) and Table 3 are judged on. The "
+            f"control passes when the interval lies above 0 (differences without spread: the "
+            f"exact one-sided sign-flip test at {ALPHA_LEVEL / 2:g}); it fails as "
+            f"\"{CONTROL_HURTS}\" or \"{CONTROL_NOT_SHOWN}\". Where it fails, every "
+            f"downstream verdict for that dataset and protocol — claim (b), Table 3's rows, "
+            f"Table 6's conclusions about linear eval, NMI, ARI and neighbour accuracies — is "
+            f"\"{GATED}\"; a control that cannot be computed gates too (\"{GATED_NO_CONTROL}\""
+            f"); the loss-side audit (the gap, the yardstick) is not gated. MDE80 (only where "
+            f"the control is not shown to help): the true difference the paired t-test had "
+            f"80 % power to detect at level {ALPHA_LEVEL} — power, not an exclusion.")
     return finish_table(pc, csv, display, title, note, [])
 
 
