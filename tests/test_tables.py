@@ -71,15 +71,17 @@ def test_table1_csv_matches_hand_computation(results, written):
         assert row.rkdo_std == pytest.approx(r.std(ddof=1))
         assert row.icon_std == pytest.approx(i.std(ddof=1))
         assert row.improvement_pct == pytest.approx(100 * (i.mean() - r.mean()) / i.mean())
+        assert row.steps_min == row.steps_max == STEPS_PER_EPOCH[row.dataset] * row.epochs
+        if row.epochs == 0:  # the same untrained encoder: a difference, not a test
+            assert row.diff_mean == pytest.approx(d.mean())
+            assert np.isnan(row.ci_low) and np.isnan(row.p_value) and np.isnan(row.g_z)
+            assert np.isnan(row.p_holm)
+            continue
         half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
         assert (row.ci_low, row.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
         assert row.g_z == pytest.approx(d.mean() / d.std(ddof=1) * hedges_j(len(d) - 1))
         assert row.p_value == pytest.approx(sps.ttest_rel(r, i).pvalue)
-        assert row.steps_min == row.steps_max == STEPS_PER_EPOCH[row.dataset] * row.epochs
-        if row.epochs > 0:
-            expected_p[(row.dataset, row.epochs)] = row.p_value
-        else:
-            assert np.isnan(row.p_holm)
+        expected_p[(row.dataset, row.epochs)] = row.p_value
     keys = list(expected_p)
     adj = dict(zip(keys, _holm([expected_p[k] for k in keys])))
     for row in csv[csv.epochs > 0].itertuples():

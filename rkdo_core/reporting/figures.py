@@ -257,7 +257,8 @@ def _grouped_improvement(df, comp, reported, protocol, by_dataset: bool):
         "own prediction), so it is the baseline for every trained bar"
         + (f" (epoch 0: {', '.join(gap0)}; last budget: {', '.join(last)})." if gap0 else "."),
         "Error bars: 95 % t-interval of the per-seed paired improvement "
-        "100 (I-Con_s − RKDO_s)/I-Con_s.",
+        "100 (I-Con_s − RKDO_s)/I-Con_s; none at epoch 0, where both methods hold the same "
+        "untrained encoder and the gap is a difference between two functions, not a test.",
         "Hollow diamonds: the paper's Table 1, where dataset and budget match."
         if rep_drawn else "No reported value matches these datasets/budgets.",
         test,
