@@ -290,3 +290,17 @@ def test_aggregate_writes_manifest(tmp_path):
         assert entry["files"] and all((out / f).stat().st_size > 0 for f in entry["files"])
     assert (out / on_disk["comparison"]).is_file()
     assert len(on_disk["epoch0_sentences"]) == 1
+
+
+def test_table3_shows_icon_at_the_early_budget():
+    from rkdo_core.reporting.tables import table3
+    df = pd.DataFrame(synthetic_rows(datasets=("digits",)))
+    t = table3(df, None, ((1, 5), (2, 5)))
+    for r in t[t.rkdo_epochs > 0].itertuples():
+        g = df[df.epoch == r.rkdo_epochs]
+        i_e = g[g.method == "icon"].sort_values("seed").linear_eval.to_numpy()
+        r_e = g[g.method == "rkdo"].sort_values("seed").linear_eval.to_numpy()
+        assert r.icon_early_mean == pytest.approx(i_e.mean())
+        assert r.rkdo_minus_icon_early == pytest.approx((r_e - i_e).mean())
+    assert t[t.rkdo_epochs == 0].icon_early_mean.isna().all()  # the untrained baseline rows
+    assert "I-Con@early" in t.attrs["display"]

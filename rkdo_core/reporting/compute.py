@@ -32,10 +32,12 @@ from .fmt import (
     format_p,
 )
 from .stats import (
+    ALPHA_LEVEL,
     HOLM_FAMILIES,
     METHOD_LABELS,
     METRIC_LABELS,
-    canonical_p_holm,
+    canonical_holm,
+    mde_at,
     measured,
     paired_stats,
     paired_values,
@@ -201,8 +203,9 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
     optimizer steps; mean ± std over seeds; ``diff_mean`` RKDO − I-Con with its 95 %
     t-interval, ``g_z`` (Hedges), ``p_value`` (paired t over seeds, scipy ttest_rel),
     ``sign_flip_p``, ``p_holm`` — looked up in the one family definition
-    (:func:`rkdo_core.reporting.stats.canonical_p_holm`): matched rows share Tables 1/2/4's
-    family, mismatched rows Table 3's — and ``mde80``. Pairs whose budgets are not in the
+    (:func:`rkdo_core.reporting.stats.canonical_holm`): matched rows share Tables 1/2/4's
+    family, mismatched rows Table 3's — and ``mde80`` at the Holm worst-case level of that
+    family (``mde_alpha``). Pairs whose budgets are not in the
     results are left out and listed in ``attrs["omitted"]``. ``mismatched``: the Table 3
     pairs of the grid (default pairs and the mismatched Holm family).
     """
@@ -259,10 +262,15 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
         out.attrs.update(csv=[], display=[], title=title, omitted=omitted,
                          note="No row: " + " ".join(omitted) if omitted else "no data")
         return out
-    lookup = canonical_p_holm(df, [(a, b) for a, b in mismatched], metrics)
-    out["p_holm"] = [lookup.get((p, d, m, int(a), int(b)), np.nan) for p, d, m, a, b in
-                     zip(out.protocol, out.dataset, out.metric, out.rkdo_epochs,
-                         out.icon_epochs)]
+    lookup = canonical_holm(df, [(a, b) for a, b in mismatched], metrics)
+    found = [lookup.get((p, d, m, int(a), int(b)), (np.nan, ALPHA_LEVEL))
+             for p, d, m, a, b in zip(out.protocol, out.dataset, out.metric, out.rkdo_epochs,
+                                      out.icon_epochs)]
+    out["p_holm"] = [p for p, _ in found]
+    # the MDE at the level the row's Holm p is judged at (its family's worst case α/m)
+    out["mde_alpha"] = [a for _, a in found]
+    out["mde80"] = [mde_at(sd, n, a) for sd, n, a in
+                    zip(out.sd_diff, out.n_seeds, out.mde_alpha)]
     out = out.drop(columns=["effect_size"])
     csv = list(out.columns)
     display = {
@@ -284,6 +292,9 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
                                    zip(out.diff_mean, out.ci_low, out.ci_high)],
         "p": [format_p(x) for x in out.p_value],
         "p (Holm)": [format_p(x) for x in out.p_holm],
+        "MDE80 (Holm level)": [
+            NO_COUNTERPART if (np.isfinite(h) and h < ALPHA_LEVEL) else fmt_num(m)
+            for m, h in zip(out.mde80, out.p_holm)],
     }
     flops_note = ("Compute saved = 100 (1 − RKDO FLOPs / I-Con FLOPs) from the measured "
                   f"training FLOPs (steps × {FLOP_CONVENTION}), not from epochs."
@@ -297,7 +308,10 @@ def compute_matched_table(df: pd.DataFrame, pairs: Sequence[Sequence[int]] | Non
         "paper's Table 3). Seeds paired; mean ± std (ddof 1) over seeds; RKDO − I-Con: mean "
         "paired difference with its 95 % t-interval; p: paired t-test over seeds (scipy "
         f"ttest_rel); p (Holm): the same adjusted p as wherever the comparison appears "
-        f"({HOLM_FAMILIES}); {NO_COUNTERPART}: no test possible.",
+        f"({HOLM_FAMILIES}); {NO_COUNTERPART}: no test possible. MDE80 (Holm level): the "
+        f"true difference the paired t-test had 80 % power to detect at the Holm worst-case "
+        f"level of the row's family (mde_alpha), shown where the row is not significant — "
+        f"power, not an exclusion.",
         flops_note,
         ("Omitted: " + "; ".join(omitted) + ".") if omitted else "",
     ]))

@@ -314,18 +314,22 @@ def mismatched_comparison(df: pd.DataFrame, pairs, metrics=("linear_eval",)) -> 
     return with_holm(pd.DataFrame(rows))
 
 
-def canonical_p_holm(df: pd.DataFrame, pairs, metrics) -> dict:
-    """(protocol, dataset, metric, rkdo_epoch, icon_epoch) -> p (Holm) for every matched
-    comparison (:func:`paired_comparison`) and every mismatched one of ``pairs``
+def canonical_holm(df: pd.DataFrame, pairs, metrics) -> dict:
+    """(protocol, dataset, metric, rkdo_epoch, icon_epoch) -> (p_holm, mde_alpha) for every
+    matched comparison (:func:`paired_comparison`) and every mismatched one of ``pairs``
     (:func:`mismatched_comparison`): the single source tables look their Holm p up in, so
-    a comparison gets the same adjusted p wherever it appears."""
+    a comparison gets the same adjusted p wherever it appears, and beside it the Holm
+    worst-case level of its family, so a table states its MDE at the level its Holm p is
+    judged at."""
     out = {}
     comp = paired_comparison(df, metrics=tuple(metrics))
     for r in comp.itertuples():
-        out[(r.protocol, r.dataset, r.metric, int(r.epoch), int(r.epoch))] = r.p_holm
+        out[(r.protocol, r.dataset, r.metric, int(r.epoch), int(r.epoch))] = (
+            r.p_holm, r.mde_alpha)
     mis = mismatched_comparison(df, pairs, metrics)
     for r in mis.itertuples():
-        out[(r.protocol, r.dataset, r.metric, int(r.rkdo_epoch), int(r.icon_epoch))] = r.p_holm
+        out[(r.protocol, r.dataset, r.metric, int(r.rkdo_epoch), int(r.icon_epoch))] = (
+            r.p_holm, r.mde_alpha)
     return out
 
 
