@@ -258,7 +258,8 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
                          theory_checks=theory_file,
                          min_important_difference=min_important_difference, control=control)
     table_entries = write_tables(built, out_dir / "tables")
-    figure_entries = figs.write_figures(build_figures(df, comp, reported), out_dir / "figures")
+    figure_entries = figs.write_figures(build_figures(df, comp, reported, table3_pairs),
+                                        out_dir / "figures")
     sentences = epoch0_gap_sentences(df)
     integrity = [{"run": c.run, "state": c.state, "problems": list(c.problems)} for c in bad]
     data = manifest(out_dir, df, tables=table_entries, figures=figure_entries, skipped=skipped,
@@ -283,24 +284,30 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
 
 
 def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
-                  reported: Reported | None = None) -> list[tuple[str, Figure, str]]:
+                  reported: Reported | None = None,
+                  table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS
+                  ) -> list[tuple[str, Figure, str]]:
     """Figures 1–5 (and 6, the common yardstick, where measured) for every protocol in the
-    results: ``(name, fig, caption)``; names carry
-    a ``_<protocol>`` suffix when there are several protocols."""
+    results: ``(name, fig, caption)``; names carry a ``_<protocol>`` suffix when there are
+    several protocols. Figure 3 is drawn once per pair of the grid's ``table3_pairs``
+    (RKDO@early vs I-Con@late, named by its budgets), so its title never promises a budget
+    the grid does not test; pairs starting at 0 (Table 3's untrained baselines) are bars of
+    every Figure 3 already."""
     comp = paired_comparison(df) if comp is None else comp
     protocols = sorted(df.protocol.unique())
+    pairs = list(dict.fromkeys((int(r), int(i)) for r, i in table3_pairs if int(r) > 0))
     out = []
     for p in protocols:
         suffix = f"_{p}" if len(protocols) > 1 else ""
-        drawn = {"fig1": figs.fig1_loss_improvement(df, comp, reported, p),
-                 "fig2": figs.fig2_loss_improvement_by_budget(df, comp, reported, p),
-                 "fig3": figs.fig3_rkdo_vs_icon(df, reported, p),
-                 "fig4": figs.fig4_early_learning(df, reported, p),
-                 "fig5": figs.fig5_loss_curves(df, reported, p)}
+        drawn = [("fig1", figs.fig1_loss_improvement(df, comp, reported, p)),
+                 ("fig2", figs.fig2_loss_improvement_by_budget(df, comp, reported, p))]
+        drawn += [(figs.fig3_name(r, i), figs.fig3_rkdo_vs_icon(df, reported, p, r, i))
+                  for r, i in pairs]
+        drawn += [("fig4", figs.fig4_early_learning(df, reported, p)),
+                  ("fig5", figs.fig5_loss_curves(df, reported, p))]
         yard = figs.fig6_common_yardstick(df, p)
         if yard is not None:  # results made before the yardstick existed have none
-            drawn["fig6"] = yard
-
-        drawn["fig7"] = fig_compute_matched(df, p)
-        out += [(figs.FIGURE_NAMES[k] + suffix, fig, cap) for k, (fig, cap) in drawn.items()]
+            drawn.append(("fig6", yard))
+        drawn.append(("fig7", fig_compute_matched(df, p)))
+        out += [(figs.FIGURE_NAMES.get(k, k) + suffix, fig, cap) for k, (fig, cap) in drawn]
     return out
