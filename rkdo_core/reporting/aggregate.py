@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..layout import CHECKPOINTS, MANIFEST, RUN_COMPLETE, run_folders
+from ..layout import CHECKPOINTS, GRID_RECORD, MANIFEST, RUN_COMPLETE, run_folders, scratch_dir
 from ..runs.integrity import RunCheck, check_run
 from . import figures as figs
 from .claims import claims_checklist
@@ -129,6 +129,38 @@ def write_manifest(out_dir: str | Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def grid_settings(results_dir: str | Path) -> dict:
+    """The ``aggregate:`` section of the params file the results folder's last grid ran
+    (``RESULTS/grid.json``): ``table4_epoch``, ``table3_pairs``,
+    ``min_important_difference``; ``{}`` without a grid record."""
+    record = Path(results_dir) / GRID_RECORD
+    if not record.is_file():
+        return {}
+    return dict(json.loads(record.read_text(encoding="utf-8")).get("aggregate") or {})
+
+
+def aggregation_settings(results_dir: str | Path, *, table4_epoch: int | None = None,
+                         table3_pairs: Sequence[Sequence[int]] | None = None,
+                         min_important_difference: float | None = None) -> dict:
+    """The settings :func:`aggregate` takes, each one given (not None) or else the grid's own
+    (:func:`grid_settings`), else the built-in default (``min_important_difference`` None:
+    from the data) — so an aggregation opened by hand tests the pairs the grid was run
+    for, not a notebook default."""
+    grid = grid_settings(results_dir)
+    given = {"table4_epoch": table4_epoch, "table3_pairs": table3_pairs,
+             "min_important_difference": min_important_difference}
+    builtin = {"table4_epoch": 2, "table3_pairs": [list(p) for p in DEFAULT_TABLE3_PAIRS],
+               "min_important_difference": None}
+    return {k: v if v is not None else grid.get(k, builtin[k]) for k, v in given.items()}
+
+
+def interactive_out_dir(results_dir: str | Path) -> Path:
+    """Where an aggregation opened by hand (05_aggregate without ``out_dir``) writes:
+    ``scratch/aggregate/<results folder's name>``, never into the results folder, which
+    only ``rkdo aggregate`` (passing ``out_dir``) rewrites."""
+    return scratch_dir("aggregate", Path(results_dir).resolve().name)
 
 
 def default_audit_inputs(results_dir: str | Path) -> tuple[Path, Path]:
