@@ -23,6 +23,7 @@ from . import figures as figs
 from .claims import claims_checklist
 from .compute import compute_matched_table, fig_compute_matched
 from .fmt import write_tables
+from .readme import bottom_line
 from .reported import Reported, load_reported
 from .results import incomplete_runs, load_metrics
 from .stats import (
@@ -104,13 +105,17 @@ def manifest(out_dir: str | Path, df: pd.DataFrame, *, tables: list[dict],
 
 def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
                 control: pd.DataFrame | None = None) -> dict:
-    """The manifest's audit entries, the positive control first: its sentences and rows,
-    the yardstick sentences and the claims' verdicts."""
+    """The manifest's audit entries: the bottom line (three plain sentences from the claims'
+    verdicts, :func:`~rkdo_core.reporting.readme.bottom_line`), the positive control's
+    sentences and rows, the yardstick sentences and the claims' verdicts."""
     claims = tables.get(TABLE_NAMES["claims"])
     control = positive_control(df) if control is None else control
     keep = ["dataset", "protocol", "metric", "epoch", "n_seeds", "diff_mean", "ci_low",
             "ci_high", "status", "gated"]
-    return {"positive_control_sentences": positive_control_sentences(control),
+    claims_records = [] if claims is None or claims.empty else \
+        claims[["claim", "source", "protocol", "verdict"]].to_dict("records")
+    return {"bottom_line": bottom_line({**run_summary(df), "claims": claims_records}),
+            "positive_control_sentences": positive_control_sentences(control),
             "positive_control": [] if control.empty else
             control[[c for c in keep if c in control]].to_dict("records"),
             "comparison": "comparison.csv",
@@ -120,8 +125,7 @@ def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
                                "size; mde80: differences larger than it are excluded at 80 % "
                                "power at mde_alpha (Holm's worst-case level of the family)",
             "yardstick_sentences": yardstick_sentences(df),
-            "claims": [] if claims is None or claims.empty else
-            claims[["claim", "source", "protocol", "verdict"]].to_dict("records")}
+            "claims": claims_records}
 
 
 def write_manifest(out_dir: str | Path, data: dict) -> Path:
