@@ -1,8 +1,11 @@
 """05_aggregate.ipynb executes through papermill on synthetic results and writes the
 manifest; it stays thin."""
 
+import hashlib
 import json
+import os
 import re
+import shutil
 
 import nbformat
 import pandas as pd
@@ -48,8 +51,8 @@ def test_manifest_lists_existing_files(executed):
     assert [t["name"] for t in m["tables"]] == list(TABLE_NAMES.values())
     assert [f["name"] for f in m["figures"]] == [
         "fig1_loss_improvement_by_dataset", "fig2_loss_improvement_by_budget",
-        "fig3_rkdo2_vs_icon5", "fig4_early_learning", "fig5_loss_vs_training_length",
-        "fig6_common_yardstick", "fig7_compute_matched"]
+        "fig3_rkdo1_vs_icon2", "fig3_rkdo1_vs_icon5", "fig4_early_learning",
+        "fig5_loss_vs_training_length", "fig6_common_yardstick", "fig7_compute_matched"]
     for entry in m["tables"]:
         assert entry["title"] and [f.rsplit(".", 1)[1] for f in entry["files"]] == [
             "csv", "md", "tex"]
@@ -94,7 +97,7 @@ def test_notebook_prints_counts_sentences_and_captions(executed):
     assert "trained with RKDO" in text and "Claims checklist" in text
     assert "flops.json (absent: its claims are 'not testable')" in text
     assert sum("image/png" in o.get("data", {}) for c in nb.cells
-               for o in c.get("outputs", [])) == 7
+               for o in c.get("outputs", [])) == 8  # Figure 3 once per Table 3 pair
 
 
 def test_notebook_is_thin_and_committed_clean():
@@ -105,7 +108,7 @@ def test_notebook_is_thin_and_committed_clean():
     params = papermill.inspect_notebook(str(NOTEBOOK))
     assert {k: v["default"] for k, v in params.items()} == {
         "results_dir": "None", "out_dir": "None",
-        "reported_path": "None", "table4_epoch": "2", "table3_pairs": "[[1, 5], [2, 5]]",
+        "reported_path": "None", "table4_epoch": "None", "table3_pairs": "None",
         "flops_path": "None", "theory_checks_path": "None", "min_important_difference": "None",
         "include_altered": "False"}
     assert set(notebook_parameters(NOTEBOOK)) == {
@@ -116,3 +119,54 @@ def test_notebook_is_thin_and_committed_clean():
     assert "from rkdo_core." in code
     assert all(not c.get("outputs") and c.get("execution_count") is None
                for c in nb.cells if c.cell_type == "code")
+
+
+def _copy_results(src, dst):
+    """A results folder to change freely: every file copied, the checkpoints (never read by
+    the aggregation, ~46 MB each) linked."""
+    def copy(s, d):
+        if s.endswith(".pt"):
+            os.symlink(s, d)
+        else:
+            shutil.copy2(s, d)
+    shutil.copytree(src, dst, copy_function=copy)
+
+
+def _snapshot(folder) -> dict[str, str]:
+    """Every path below ``folder`` with the sha256 of its bytes (a link: its target)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        out[rel] = (f"-> {os.readlink(p)}" if p.is_symlink() else "dir" if p.is_dir()
+                    else hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def test_opened_by_hand_it_writes_to_scratch_with_the_grids_settings(
+        smoke_aggregated, tmp_path, monkeypatch):
+    """05 run as from JupyterLab (no out_dir, no aggregate settings; kernel in notebooks/)
+    over an aggregated smoke grid: the results folder stays byte for byte as `rkdo
+    aggregate` left it, and the scratch aggregation tests the grid's own Table 3 pairs
+    (params/smoke.yaml: [[1, 2]]), not the notebook's former default [[1, 5], [2, 5]]."""
+    results = tmp_path / "smoke"
+    _copy_results(smoke_aggregated, results)
+    grid = json.loads((results / "grid.json").read_text())
+    assert grid["aggregate"]["table3_pairs"] == [[1, 2]]
+    before = _snapshot(results)
+    scratch = tmp_path / "scratch"
+    monkeypatch.setenv("RKDO_SCRATCH", str(scratch))
+    path = execute_notebook(NOTEBOOK, tmp_path / "by_hand.ipynb",
+                            {"results_dir": str(results)}, cwd=NOTEBOOK_DIR)
+    assert _snapshot(results) == before, "05 opened by hand rewrote the results folder"
+    out = scratch / "aggregate" / "smoke"
+    m = json.loads((out / "aggregate.json").read_text())
+    t3 = pd.read_csv(out / "tables" / f"{TABLE_NAMES['table3']}.csv")
+    trained = t3[t3.rkdo_epochs > 0]
+    assert not trained.empty
+    assert set(zip(trained.rkdo_epochs, trained.icon_epochs)) == {(1, 2)}
+    entry = next(t for t in m["tables"] if t["name"] == TABLE_NAMES["table3"])
+    assert not entry.get("omitted")
+    # the grid's table4_epoch too, and the printout says where it wrote
+    text = _text(nbformat.read(path, as_version=4))
+    assert f"written to {out}" in text and "'table3_pairs': [[1, 2]]" in text
+    assert "'table4_epoch': 2" in text

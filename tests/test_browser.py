@@ -11,6 +11,7 @@
 Skipped, with the reason, where playwright is not installed or no chromium is on PATH.
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -154,6 +155,53 @@ def test_index_and_every_linked_page_work_offline_and_fit(browser, site):
         finally:
             page.close()
     print(f"\n{len(pages) + 1} pages checked in {time.perf_counter() - started:.1f} s")
+
+
+def test_index_leads_with_bottom_line_contents_and_html_tables(browser, site):
+    """A reader's first screen: the smoke banner and the bottom line, then a table of
+    contents whose links jump to their sections; each table's link opens an HTML table,
+    not Markdown's raw pipes."""
+    index = OfflinePage(browser, site / "index.html")
+    try:
+        page = index.page
+        banner = page.locator("p.smoke").first
+        assert banner.is_visible() and "these numbers mean nothing" in banner.inner_text()
+        bottom = page.locator("#bottom-line p.bottom-line")
+        assert bottom.is_visible()
+        assert bottom.inner_text().startswith("The paper claims that RKDO")
+        assert bottom.bounding_box()["y"] + bottom.bounding_box()["height"] < 900
+        nav = page.locator("nav#contents")
+        assert nav.bounding_box()["y"] < 1800  # within two screens, before the statistics
+        hrefs = nav.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        assert len(hrefs) >= 20 and all(h.startswith("#") for h in hrefs)
+        for href in hrefs:
+            assert page.locator(f"[id='{href[1:]}']").count() == 1, href
+        for href in ("#audit-claims", "#tables", "#figures"):
+            page.evaluate("window.scrollTo(0, 0)")
+            nav.locator(f"a[href='{href}']").click()
+            assert page.evaluate("location.hash") == href
+            top = page.locator(f"[id='{href[1:]}']").bounding_box()["y"]
+            assert -2 <= top < 60, (href, top)  # jumped: the section at the window's top
+        assert page.locator("#audit h3, h3[id^='audit-']").count() >= 4
+        tables = page.locator("a", has_text="table (HTML)").evaluate_all(
+            "els => els.map(e => e.getAttribute('href'))")
+        assert len(tables) == len(json.loads((site / "aggregate.json").read_text())["tables"])
+        assert page.locator("h2#tables ~ table").count() > 0  # tables inline, as HTML
+    finally:
+        index.close()
+    for href in tables:
+        table_page = OfflinePage(browser, site / href)
+        try:
+            assert table_page.problems == [], href
+            shown = table_page.page.locator("table").count() > 0 or \
+                table_page.page.get_by_text("(no rows)").count() == 1
+            assert shown, href
+            body = table_page.page.inner_text("body")
+            assert "|---" not in body and "|:--" not in body, href
+            scroll, rights = table_page.widths()
+            assert scroll <= WIDTH and (not rights or max(rights) <= WIDTH), href
+        finally:
+            table_page.close()
 
 
 def test_rendered_notebook_shows_math_without_any_script(browser, site):

@@ -4,11 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import SEEDS, synthetic_rows
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.container import BarContainer
 from scipy import stats as sps
 
 from rkdo_core.reporting.aggregate import build_figures
 from rkdo_core.reporting.figures import (
+    CHANCE_GID,
     FIGURE_NAMES,
     close,
     fig1_loss_improvement,
@@ -194,9 +196,13 @@ def test_caption_facts_and_protocol_choice(data):
     assert "full protocol" in facts and "cuda:0 (16 runs)" in facts
     fewer = df[~((df.dataset == "digits") & (df.seed == 42))]
     assert "(fewer for: digits 3)" in run_facts(fewer)
-    names = [n for n, fig, _ in build_figures(both)]
-    assert names == [f"{FIGURE_NAMES[k]}_{p}" for p in ("full", "paper")
-                     for k in ("fig1", "fig2", "fig3", "fig4", "fig5", "fig7")]
+    names = [n for n, fig, _ in build_figures(both)]  # the default Table 3 pairs
+    assert names == [f"{name}_{p}" for p in ("full", "paper") for name in (
+        FIGURE_NAMES["fig1"], FIGURE_NAMES["fig2"], "fig3_rkdo1_vs_icon5",
+        "fig3_rkdo2_vs_icon5", FIGURE_NAMES["fig4"], FIGURE_NAMES["fig5"],
+        FIGURE_NAMES["fig7"])]
+    names = [n for n, fig, _ in build_figures(df, table3_pairs=[(0, 2), (1, 2), (1, 2)])]
+    assert [n for n in names if n.startswith("fig3")] == ["fig3_rkdo1_vs_icon2"]
 
 
 def test_save_figure_writes_png_and_pdf(data, tmp_path):
@@ -213,3 +219,56 @@ def test_save_figure_writes_png_and_pdf(data, tmp_path):
 
     build_figures(df, comp, reported)
     assert plt.get_fignums() == []
+
+
+def _legend_chance_overlaps(fig) -> tuple[int, list]:
+    """(chance segments drawn, those whose display-space extent meets a legend's box)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    boxes = [lg.get_window_extent(renderer) for lg in
+             [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+    assert boxes, "no legend drawn"
+    segments, hits = 0, []
+    for ax in fig.axes:
+        for coll in ax.collections:
+            if coll.get_gid() != CHANCE_GID:
+                continue
+            for seg in coll.get_segments():
+                (x0, y0), (x1, y1) = ax.transData.transform(seg)
+                segments += 1
+                hits += [(seg.tolist(), b) for b in boxes
+                         if b.x0 <= max(x0, x1) and min(x0, x1) <= b.x1
+                         and b.y0 <= max(y0, y1) and min(y0, y1) <= b.y1]
+    return segments, hits
+
+
+@pytest.mark.parametrize("datasets", [("digits",), ("cifar10", "digits")])
+def test_fig3_legend_never_covers_the_chance_line(datasets):
+    """One dataset with tall bars (the committed digits figure): matplotlib's "best" spot
+    inside the axes was the lower left, over the dotted chance line at 0.1."""
+    df = pd.DataFrame(synthetic_rows(datasets=datasets, epochs=(0, 2, 5)))
+    level = {0: 0.73, 2: 0.63, 5: 0.68}
+    df["linear_eval"] = [level[e] + 0.01 * k % 0.03 for k, e in enumerate(df.epoch)]
+    fig, _ = fig3_rkdo_vs_icon(df, None, rkdo_epoch=2, icon_epoch=5)
+    segments, hits = _legend_chance_overlaps(fig)
+    assert segments == len(datasets) and hits == []
+    close(fig)
+
+
+def test_fig3_title_and_pairs_are_the_grids():
+    """The smoke grid (budgets 1, 2; table3_pairs [[1, 2]]) gets one Figure 3, RKDO after 1
+    vs I-Con after 2, drawn from data that exist — never a promised I-Con after 5."""
+    df = pd.DataFrame(synthetic_rows(datasets=("digits",), seeds=(42, 123, 456),
+                                     epochs=(0, 1, 2)))
+    drawn = {n: (fig, cap) for n, fig, cap in build_figures(df, table3_pairs=[[1, 2]])}
+    fig3 = [n for n in drawn if n.startswith("fig3")]
+    assert fig3 == ["fig3_rkdo1_vs_icon2"]
+    fig, caption = drawn["fig3_rkdo1_vs_icon2"]
+    assert fig.axes[0].get_title() == "RKDO after 1 vs I-Con after 2 epochs"
+    assert sorted(_bars(fig.axes[0])) == sorted(["untrained encoder (epoch 0)",
+                                                 "RKDO, 1 epoch", "I-Con, 2 epochs"])
+    assert "I-Con after 2 epochs (50 % fewer epochs for RKDO)" in caption
+    assert "Not in the results" not in caption and "5 epochs" not in caption
+    for fig, _ in drawn.values():
+        close(fig)

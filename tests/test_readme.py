@@ -2,6 +2,7 @@
 figures/summary.json, which `make reproduce` writes from the aggregation: no typed number."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,9 +11,19 @@ from helpers import write_synthetic_results
 
 from rkdo_core.cli import main
 from rkdo_core.reporting.aggregate import aggregate
+from rkdo_core.reporting.claims import (
+    CONTROL_FAILS,
+    FAILS,
+    HOLDS,
+    PASSES,
+    UNTESTABLE_REGIME,
+    UNTESTABLE_SENSITIVITY,
+)
 from rkdo_core.reporting.readme import (
     BEGIN,
+    BOTTOM_LINE_CLAIMS,
     END,
+    bottom_line,
     load_summary,
     readme_block,
     render,
@@ -122,3 +133,116 @@ def test_missing_block_or_aggregation_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="rkdo aggregate"):
         summarize(tmp_path)
     shutil.rmtree(tmp_path)
+
+
+# ---- the bottom line -------------------------------------------------------------------
+
+#: words of the statistics that must not come before the bottom line
+JARGON = ("Holm", "MDE", "80 % power", "intersection", "paired t", "95 % CI", "p = ")
+
+
+def _first_jargon(text: str) -> int:
+    return min((text.index(j) for j in JARGON if j in text), default=len(text))
+
+
+def test_readme_and_results_md_open_with_the_bottom_line():
+    summary = load_summary(ROOT / "figures" / "summary.json")
+    line = " ".join(bottom_line(summary))
+    for name, text in (("README block", readme_block(
+            (ROOT / "README.md").read_text(encoding="utf-8"))),
+                       ("RESULTS.md", (ROOT / "RESULTS.md").read_text(encoding="utf-8"))):
+        assert f"**Bottom line.** {line}" in text, name
+        assert text.index(line) < _first_jargon(text), name
+        assert not any(j in line for j in JARGON)
+    # RESULTS.md's first screen: no maintenance note and no wide table before it
+    results = (ROOT / "RESULTS.md").read_text(encoding="utf-8")
+    top = results[:results.index(line)]
+    assert "do not edit" not in top and "|" not in top
+    assert results.rstrip().endswith("differs from that rendering.*")
+
+
+def _claims(protocols=("full", "paper"), **verdicts) -> list[dict]:
+    """Claims rows as the checklist writes them, one per key of BOTTOM_LINE_CLAIMS and
+    protocol; ``verdicts``: key -> verdict, or key -> {protocol: verdict}."""
+    text = {"control": "(audit, first) positive control: training helps in this regime",
+            "loss": "~30 % lower loss than I-Con at every training length",
+            "training_term": "(audit) the loss gap is produced by training with RKDO, not by "
+                             "the difference between the two loss functions",
+            "yardstick": "(audit) RKDO's lower loss survives the common yardstick",
+            "fewer_epochs": "60–80 % fewer epochs to results comparable to longer I-Con "
+                            "training"}
+    out = []
+    for p in protocols:
+        for key, (source, _) in BOTTOM_LINE_CLAIMS.items():
+            v = verdicts[key]
+            out.append({"claim": text[key], "source": source, "protocol": p,
+                        "verdict": v[p] if isinstance(v, dict) else v})
+    return out
+
+
+def _line(claims, datasets=("digits",), seeds=(1, 2, 3, 4, 5)) -> list[str]:
+    return bottom_line({"claims": claims, "datasets": list(datasets), "seeds": list(seeds),
+                        "protocols": sorted({c["protocol"] for c in claims})})
+
+
+def test_bottom_line_of_the_committed_study_says_what_the_verdicts_say():
+    """The digits study: control fails under both protocols, the loss claim holds, its gap
+    comes from the loss function and does not survive the yardstick."""
+    line = _line(_claims(control=CONTROL_FAILS, loss=HOLDS, training_term=FAILS,
+                         yardstick=FAILS, fewer_epochs=UNTESTABLE_REGIME))
+    assert line == [
+        "The paper claims that RKDO reaches ~30 % lower loss than I-Con at every training "
+        "length and needs 60–80 % fewer epochs to results comparable to longer I-Con "
+        "training.",
+        "Here (digits, 5 seeds), training does not make the encoder better than its "
+        "untrained start under either protocol, so the accuracy claims cannot be tested.",
+        "RKDO's loss is indeed lower than I-Con's at every training length under both "
+        "protocols, but the gap comes from the different loss function, not from better "
+        "training: scored with the same fixed losses, the RKDO-trained encoder is no better "
+        "than I-Con's."]
+
+
+def test_bottom_line_takes_the_other_branch_when_the_control_passes():
+    line = _line(_claims(control=PASSES, loss=HOLDS, training_term=HOLDS, yardstick=HOLDS,
+                         fewer_epochs=HOLDS), datasets=("cifar10", "stl10"))
+    assert line[1] == ("Here (CIFAR-10, STL-10, 5 seeds), training makes the encoder better "
+                       "than its untrained start under both protocols, and RKDO does reach "
+                       "comparable accuracy with fewer epochs.")
+    assert "cannot be tested" not in " ".join(line)
+    assert line[2].startswith("RKDO's loss is indeed lower") and "comes from training with " \
+        "RKDO" in line[2] and "stays ahead" in line[2]
+    line = _line(_claims(control=PASSES, loss=FAILS, training_term=FAILS, yardstick=FAILS,
+                         fewer_epochs=FAILS))
+    assert "but RKDO does not reach comparable accuracy with fewer epochs" in line[1]
+    assert line[2].startswith("RKDO's loss is not lower than I-Con's by the claimed margin")
+    line = _line(_claims(control=PASSES, loss=HOLDS, training_term=FAILS, yardstick=FAILS,
+                         fewer_epochs=UNTESTABLE_SENSITIVITY))
+    assert "longer I-Con training is not better than shorter" in line[1]
+
+
+def test_bottom_line_names_each_protocol_where_they_differ():
+    line = _line(_claims(control={"full": PASSES, "paper": CONTROL_FAILS}, loss=HOLDS,
+                         training_term=FAILS, yardstick=FAILS,
+                         fewer_epochs={"full": HOLDS, "paper": UNTESTABLE_REGIME}),
+                 datasets=("cifar10", "stl10"))
+    assert line[1] == (
+        "Here (CIFAR-10, STL-10, 5 seeds), training makes the encoder better than its "
+        "untrained start under the full protocol, and RKDO does reach comparable accuracy "
+        "with fewer epochs; training does not make the encoder better than its untrained "
+        "start on every dataset under the paper protocol, so the accuracy claims cannot be "
+        "tested.")
+
+
+def test_bottom_line_numbers_are_only_the_papers_and_the_seed_count(aggregated):
+    """Generated, not typed: from a real aggregation the manifest and the summary carry the
+    same sentences, chosen by the checklist's verdicts, whose only numbers are the paper's
+    (quoted from the claims' text) and the number of seeds."""
+    s = summarize(aggregated)
+    m = json.loads((aggregated / "aggregate.json").read_text())
+    assert m["bottom_line"] == bottom_line(s) and len(m["bottom_line"]) == 3
+    control = {c["verdict"] for c in m["claims"] if c["source"] == "docs/method.md §6.5"}
+    assert ("does not make the encoder better" in m["bottom_line"][1]) == (
+        control == {CONTROL_FAILS})
+    allowed = set(re.findall(r"\d+", " ".join(c["claim"] for c in m["claims"])))
+    assert set(re.findall(r"\d+", " ".join(m["bottom_line"]))) <= allowed | {"3"}
+    assert render(s).index("**Bottom line.**") < render(s).index("*Generated from")

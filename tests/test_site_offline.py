@@ -7,6 +7,7 @@ import html
 import json
 import re
 import sys
+import tempfile
 from html.parser import HTMLParser
 
 import nbformat
@@ -14,7 +15,8 @@ import pandas as pd
 import pytest
 from helpers import synthetic_rows, write_synthetic_results
 
-from rkdo_core.layout import GRID_RECORD, MANIFEST
+from rkdo_core.config import load_params
+from rkdo_core.layout import GRID_RECORD, MANIFEST, repository_dir
 from rkdo_core.reporting.aggregate import aggregate, build_tables
 from rkdo_core.reporting.fmt import dash_nan, fmt_large, write_table
 from rkdo_core.reporting.stats import paired_comparison
@@ -23,6 +25,7 @@ from rkdo_core.runs.notebooks import render_html, tex_html
 from rkdo_core.runs.site import (
     PANEL_CHARS,
     _col_chars,
+    is_smoke_grid,
     parse_markdown_table,
     render_all,
     table_panels,
@@ -139,9 +142,11 @@ def test_index_prose_has_no_python_reprs(site):
 def test_index_shows_each_table_title_once_and_numbers_table7(site):
     root, text = site
     manifest = json.loads((root / MANIFEST).read_text())
+    nav = re.search(r"<nav id='contents'.*?</nav>", text, re.S).group(0)
+    body = text.replace(nav, "")  # the contents list each title once more, as links
     for t in manifest["tables"]:
         title = html.escape(t["title"])
-        assert text.count(title) == 1, title
+        assert body.count(title) == 1 and nav.count(title) == 1, title
         assert f"<b>{title}" not in text and f"**{title}" not in text
     assert "<h3 id='table7_compute_matched'>Table 7. Compute-matched" in text
 
@@ -154,7 +159,7 @@ def test_index_links_comparison_and_manifest(site):
 
 def test_index_runs_table_sorts_seeds_numerically(site):
     _, text = site
-    runs = text[text.index("<h2>Runs</h2>"):]
+    runs = text[text.index("<h2 id='runs'>Runs</h2>"):]
     seeds = [int(s) for s in re.findall(r"<td>rkdo</td><td>(\d+)</td>", runs)]
     assert seeds == [42, 123, 456, 999, 1000]  # 999: the synthetic incomplete run
 
@@ -251,3 +256,132 @@ def test_no_page_of_the_supplement_references_a_remote_url(aggregated_smoke):
         text = page.read_text(encoding="utf-8")
         assert remote_references(text) == [], page
         assert "<script src" not in text, page
+
+
+# ---- issue 25: the supplement as a reader meets it -------------------------------------
+
+
+def _ids(text: str) -> set[str]:
+    return set(re.findall(r"\bid='([^']+)'", text)) | set(re.findall(r'\bid="([^"]+)"', text))
+
+
+def test_index_opens_with_the_bottom_line_before_any_statistics(site):
+    root, text = site
+    manifest = json.loads((root / MANIFEST).read_text())
+    line = manifest["bottom_line"]
+    assert len(line) == 3 and line[0].startswith("The paper claims that RKDO")
+    shown = " ".join(html.escape(x) for x in line)
+    assert f"<p class='bottom-line'>{shown}</p>" in text
+    start = text.index(shown)
+    for jargon in ("Holm", "power", "MDE", "intersection", "p = ", "CI"):
+        assert jargon not in shown, jargon
+        if jargon in text:
+            assert start < text.index(jargon), f"{jargon!r} comes before the bottom line"
+    assert start < text.index("<nav id='contents'") < text.index("<h2 id='audit'>")
+
+
+def test_index_table_of_contents_jumps_to_existing_anchors(site):
+    _, text = site
+    nav = re.search(r"<nav id='contents'.*?</nav>", text, re.S).group(0)
+    targets = re.findall(r"href='#([^']+)'", nav)
+    ids = _ids(text)
+    assert targets and not [t for t in targets if t not in ids]
+    for part in ("bottom-line", "audit", "tables", "figures", "runs",
+                 "table7_compute_matched", "claims_checklist"):
+        assert part in targets, part
+    # the audit in brief: one heading per part, each in the contents
+    audit = text[text.index("<h2 id='audit'>"):text.index("<h2 id='tables'>")]
+    heads = re.findall(r"<h3 id='([^']+)'>", audit)
+    assert heads == ["audit-control", "audit-gap", "audit-yardstick", "audit-claims"]
+    assert all(h in targets for h in heads)
+
+
+def test_each_table_link_opens_an_html_table(site):
+    root, text = site
+    manifest = json.loads((root / MANIFEST).read_text())
+    for t in manifest["tables"]:
+        page = root / "tables" / f"{t['name']}.html"
+        assert f'<a href="tables/{t["name"]}.html">table (HTML)</a>' in text
+        body = page.read_text(encoding="utf-8")
+        empty = "(no rows)" in (root / "tables" / f"{t['name']}.md").read_text()
+        assert html.escape(t["title"]) in body
+        assert ("<p><i>(no rows)</i></p>" if empty else "<table>") in body, t["name"]
+        assert not re.search(r"^\|[-:| ]+\|$", body, re.M), "raw Markdown pipes"
+        assert '<a href="../index.html">' in body
+        for f in t["files"]:  # its source files, linked from beside them
+            assert f'<a href="{f.split("/")[-1]}">' in body
+        assert remote_references(body) == []
+    # Table 5's cells, split into panels on the index, are all on its page too
+    md = (root / "tables" / f"{TABLE_NAMES['yardstick']}.md").read_text()
+    page = (root / "tables" / f"{TABLE_NAMES['yardstick']}.html").read_text()
+    for r in parse_markdown_table(md)[1]:
+        for cell in r:
+            assert f">{html.escape(cell, quote=False)}<" in page.replace("&#x27;", "'"), cell
+    assert "Smoke grid" not in text  # a grid of real budgets: no banner
+
+
+def test_smoke_grid_is_recognised_from_its_record():
+    root = repository_dir("params")
+    assert is_smoke_grid(load_params(root / "smoke.yaml").to_dict())
+    for name in ("default", "default_full", "paper", "full"):
+        assert not is_smoke_grid(load_params(root / f"{name}.yaml").to_dict()), name
+    assert is_smoke_grid({"name": "tiny", "config": {"steps_per_epoch": 2}, "epochs": [1, 2]})
+
+
+def test_smoke_grid_banner_on_every_verdict(tmp_path):
+    root = tmp_path / "smoke"
+    write_synthetic_results(root, datasets=("digits",), seeds=(42, 123, 456), epochs=(0, 1, 2),
+                            yardstick=True)
+    (root / GRID_RECORD).write_text(json.dumps(
+        load_params(repository_dir("params", "smoke.yaml")).to_dict()))
+    aggregate(root, table3_pairs=[[1, 2]])
+    text = write_index(root).read_text(encoding="utf-8")
+    manifest = json.loads((root / MANIFEST).read_text())
+    banner = "Smoke grid: these numbers mean nothing."
+    assert text.index(banner) < text.index("<section id='bottom-line'>")
+    assert "<code>params/smoke.yaml</code>" in text and str(repository_dir()) not in text
+    note = "<p class='smoke' role='note'><b>Smoke grid:</b>"
+    bottom = text[text.index("<section id='bottom-line'>"):text.index("</section>")]
+    assert note in bottom
+    audit = text[text.index("<h2 id='audit'>"):text.index("<h2 id='tables'>")]
+    for part in re.split(r"(?=<h3 )", audit)[1:]:  # every part of the audit in brief
+        assert note in part, part[:80]
+    claims = audit[audit.index("id='audit-claims'"):]
+    verdicts = re.findall(r"<td><b>[^<]*</b>(.*?)</td>", claims)
+    assert len(verdicts) == len(manifest["claims"])
+    assert all("smoke grid: means nothing" in v for v in verdicts)
+    tables = text[text.index("<h2 id='tables'>"):text.index("<h2 id='figures'>")]
+    assert tables.count(note) == len(manifest["tables"])
+    assert note in text[text.index("<h2 id='figures'>"):]
+    for t in manifest["tables"]:  # the table pages too
+        assert note in (root / "tables" / f"{t['name']}.html").read_text()
+
+
+def test_rendered_notebooks_show_no_path_of_the_machine_that_built_them(tmp_path):
+    results = tmp_path / "results"
+    run = results / "digits" / "paper" / "rkdo" / "seed_42"
+    run.mkdir(parents=True)
+    repo = repository_dir()
+    printed = (f"run folder: {run}\nsaved {run}/figures/loss_curve.png\n"
+               f"warning from {sys.prefix}/lib/site.py:1\nsource {repo}/notebooks/01_train.ipynb\n"
+               f"scratch {tempfile.gettempdir()}/x.json\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"run_dir = {str(run)!r}", outputs=[nbformat.v4.new_output(
+            "stream", name="stdout", text=printed)])])
+    nbformat.write(nb, run / "01_train.ipynb")
+    (page,) = render_all(results)
+    text = page.read_text(encoding="utf-8")
+    for path in (str(results), str(repo), sys.prefix, tempfile.gettempdir() + "/"):
+        assert path not in text, path
+    assert "run folder: RESULTS/digits/paper/rkdo/seed_42" in text
+    assert "RESULTS/digits/paper/rkdo/seed_42/figures/loss_curve.png" in text
+    assert "VENV/lib/site.py" in text and "REPOSITORY/notebooks/01_train.ipynb" in text
+
+
+@pytest.mark.slow
+def test_no_page_of_the_smoke_supplement_shows_a_build_path(aggregated_smoke):
+    paths = [str(aggregated_smoke), str(aggregated_smoke.resolve()), str(repository_dir()),
+             sys.prefix, tempfile.gettempdir() + "/"]
+    for page in sorted(aggregated_smoke.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        assert not [p for p in paths if p in text], page

@@ -278,8 +278,8 @@ def test_aggregate_writes_manifest(tmp_path):
     # no yardstick in these synthetic metrics: Fig. 6 is left out, the others are drawn
     assert [f["name"] for f in on_disk["figures"]] == [
         "fig1_loss_improvement_by_dataset", "fig2_loss_improvement_by_budget",
-        "fig3_rkdo2_vs_icon5", "fig4_early_learning", "fig5_loss_vs_training_length",
-        "fig7_compute_matched"]
+        "fig3_rkdo1_vs_icon2", "fig4_early_learning", "fig5_loss_vs_training_length",
+        "fig7_compute_matched"]  # Figure 3: the grid's one Table 3 pair
     assert on_disk["yardstick_sentences"] == [
         "digits (paper protocol): the common yardstick was not measured (metrics files "
         "without yardstick_icon / yardstick_rkdo; re-evaluate the runs)."]

@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..layout import CHECKPOINTS, MANIFEST, RUN_COMPLETE, run_folders
+from ..layout import CHECKPOINTS, GRID_RECORD, MANIFEST, RUN_COMPLETE, run_folders, scratch_dir
 from ..runs.integrity import RunCheck, check_run
 from . import figures as figs
 from .claims import claims_checklist
 from .compute import compute_matched_table, fig_compute_matched
 from .fmt import write_tables
+from .readme import bottom_line
 from .reported import Reported, load_reported
 from .results import incomplete_runs, load_metrics
 from .stats import (
@@ -104,13 +105,17 @@ def manifest(out_dir: str | Path, df: pd.DataFrame, *, tables: list[dict],
 
 def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
                 control: pd.DataFrame | None = None) -> dict:
-    """The manifest's audit entries, the positive control first: its sentences and rows,
-    the yardstick sentences and the claims' verdicts."""
+    """The manifest's audit entries: the bottom line (three plain sentences from the claims'
+    verdicts, :func:`~rkdo_core.reporting.readme.bottom_line`), the positive control's
+    sentences and rows, the yardstick sentences and the claims' verdicts."""
     claims = tables.get(TABLE_NAMES["claims"])
     control = positive_control(df) if control is None else control
     keep = ["dataset", "protocol", "metric", "epoch", "n_seeds", "diff_mean", "ci_low",
             "ci_high", "status", "outcome", "gated", "reason"]
-    return {"positive_control_sentences": positive_control_sentences(control),
+    claims_records = [] if claims is None or claims.empty else \
+        claims[["claim", "source", "protocol", "verdict"]].to_dict("records")
+    return {"bottom_line": bottom_line({**run_summary(df), "claims": claims_records}),
+            "positive_control_sentences": positive_control_sentences(control),
             "positive_control": [] if control.empty else
             control[[c for c in keep if c in control]].to_dict("records"),
             "comparison": "comparison.csv",
@@ -123,8 +128,7 @@ def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
                                "untrained encoder for both methods) is a difference without a "
                                "test (column inference)",
             "yardstick_sentences": yardstick_sentences(df),
-            "claims": [] if claims is None or claims.empty else
-            claims[["claim", "source", "protocol", "verdict"]].to_dict("records")}
+            "claims": claims_records}
 
 
 def write_manifest(out_dir: str | Path, data: dict) -> Path:
@@ -132,6 +136,38 @@ def write_manifest(out_dir: str | Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def grid_settings(results_dir: str | Path) -> dict:
+    """The ``aggregate:`` section of the params file the results folder's last grid ran
+    (``RESULTS/grid.json``): ``table4_epoch``, ``table3_pairs``,
+    ``min_important_difference``; ``{}`` without a grid record."""
+    record = Path(results_dir) / GRID_RECORD
+    if not record.is_file():
+        return {}
+    return dict(json.loads(record.read_text(encoding="utf-8")).get("aggregate") or {})
+
+
+def aggregation_settings(results_dir: str | Path, *, table4_epoch: int | None = None,
+                         table3_pairs: Sequence[Sequence[int]] | None = None,
+                         min_important_difference: float | None = None) -> dict:
+    """The settings :func:`aggregate` takes, each one given (not None) or else the grid's own
+    (:func:`grid_settings`), else the built-in default (``min_important_difference`` None:
+    from the data) — so an aggregation opened by hand tests the pairs the grid was run
+    for, not a notebook default."""
+    grid = grid_settings(results_dir)
+    given = {"table4_epoch": table4_epoch, "table3_pairs": table3_pairs,
+             "min_important_difference": min_important_difference}
+    builtin = {"table4_epoch": 2, "table3_pairs": [list(p) for p in DEFAULT_TABLE3_PAIRS],
+               "min_important_difference": None}
+    return {k: v if v is not None else grid.get(k, builtin[k]) for k, v in given.items()}
+
+
+def interactive_out_dir(results_dir: str | Path) -> Path:
+    """Where an aggregation opened by hand (05_aggregate without ``out_dir``) writes:
+    ``scratch/aggregate/<results folder's name>``, never into the results folder, which
+    only ``rkdo aggregate`` (passing ``out_dir``) rewrites."""
+    return scratch_dir("aggregate", Path(results_dir).resolve().name)
 
 
 def default_audit_inputs(results_dir: str | Path) -> tuple[Path, Path]:
@@ -261,7 +297,8 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
                          theory_checks=theory_file,
                          min_important_difference=min_important_difference, control=control)
     table_entries = write_tables(built, out_dir / "tables")
-    figure_entries = figs.write_figures(build_figures(df, comp, reported), out_dir / "figures")
+    figure_entries = figs.write_figures(build_figures(df, comp, reported, table3_pairs),
+                                        out_dir / "figures")
     sentences = epoch0_gap_sentences(df)
     integrity = [{"run": c.run, "state": c.state, "problems": list(c.problems)} for c in bad]
     data = manifest(out_dir, df, tables=table_entries, figures=figure_entries, skipped=skipped,
@@ -286,24 +323,30 @@ def aggregate(results_dir: str | Path, out_dir: str | Path | None = None,
 
 
 def build_figures(df: pd.DataFrame, comp: pd.DataFrame | None = None,
-                  reported: Reported | None = None) -> list[tuple[str, Figure, str]]:
+                  reported: Reported | None = None,
+                  table3_pairs: Sequence[Sequence[int]] = DEFAULT_TABLE3_PAIRS
+                  ) -> list[tuple[str, Figure, str]]:
     """Figures 1–5 (and 6, the common yardstick, where measured) for every protocol in the
-    results: ``(name, fig, caption)``; names carry
-    a ``_<protocol>`` suffix when there are several protocols."""
+    results: ``(name, fig, caption)``; names carry a ``_<protocol>`` suffix when there are
+    several protocols. Figure 3 is drawn once per pair of the grid's ``table3_pairs``
+    (RKDO@early vs I-Con@late, named by its budgets), so its title never promises a budget
+    the grid does not test; pairs starting at 0 (Table 3's untrained baselines) are bars of
+    every Figure 3 already."""
     comp = paired_comparison(df) if comp is None else comp
     protocols = sorted(df.protocol.unique())
+    pairs = list(dict.fromkeys((int(r), int(i)) for r, i in table3_pairs if int(r) > 0))
     out = []
     for p in protocols:
         suffix = f"_{p}" if len(protocols) > 1 else ""
-        drawn = {"fig1": figs.fig1_loss_improvement(df, comp, reported, p),
-                 "fig2": figs.fig2_loss_improvement_by_budget(df, comp, reported, p),
-                 "fig3": figs.fig3_rkdo_vs_icon(df, reported, p),
-                 "fig4": figs.fig4_early_learning(df, reported, p),
-                 "fig5": figs.fig5_loss_curves(df, reported, p)}
+        drawn = [("fig1", figs.fig1_loss_improvement(df, comp, reported, p)),
+                 ("fig2", figs.fig2_loss_improvement_by_budget(df, comp, reported, p))]
+        drawn += [(figs.fig3_name(r, i), figs.fig3_rkdo_vs_icon(df, reported, p, r, i))
+                  for r, i in pairs]
+        drawn += [("fig4", figs.fig4_early_learning(df, reported, p)),
+                  ("fig5", figs.fig5_loss_curves(df, reported, p))]
         yard = figs.fig6_common_yardstick(df, p)
         if yard is not None:  # results made before the yardstick existed have none
-            drawn["fig6"] = yard
-
-        drawn["fig7"] = fig_compute_matched(df, p)
-        out += [(figs.FIGURE_NAMES[k] + suffix, fig, cap) for k, (fig, cap) in drawn.items()]
+            drawn.append(("fig6", yard))
+        drawn.append(("fig7", fig_compute_matched(df, p)))
+        out += [(figs.FIGURE_NAMES.get(k, k) + suffix, fig, cap) for k, (fig, cap) in drawn]
     return out

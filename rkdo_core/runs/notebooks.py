@@ -10,12 +10,16 @@ each takes a second or more to import, and `rkdo verify` / `rkdo --help` need no
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import testhooks
-from ..layout import THEORY_NOTEBOOK
+from ..layout import THEORY_NOTEBOOK, repository_dir
 
 #: the mechanism notebook (rkdo mechanism)
 MECHANISM_NOTEBOOK = "06_mechanism.ipynb"
@@ -134,7 +138,7 @@ def _test_pause_hooks(folder: Path, name: str) -> dict[str, Any]:
 
 #: in the <head> of every page rendered this way, near the top: `rkdo aggregate` renders a
 #: page again where it lacks it (one rendered before, loading scripts from a CDN)
-OFFLINE_MARKER = "rkdo_core offline HTML (MathML, no scripts)"
+OFFLINE_MARKER = "rkdo_core offline HTML (MathML, no scripts, no machine paths)"
 #: the template: nbconvert's lab template without require.js, widgets, MathJax and mermaid
 _OFFLINE_TEMPLATE = "rkdo_offline.html.j2"
 _OFFLINE_TEMPLATE_SOURCE = """{%- extends 'index.html.j2' -%}
@@ -189,8 +193,6 @@ def _latex_output_html(text: str) -> str:
 
 def _strip_css_comments(page: str) -> str:
     """``/* … */`` removed inside ``<style>`` elements (nbconvert's inlined CSS)."""
-    import re
-
     return re.sub(r"(<style[^>]*>)(.*?)(</style>)",
                   lambda m: m.group(1) + re.sub(r"/\*.*?\*/", "", m.group(2), flags=re.S)
                   + m.group(3), page, flags=re.S | re.I)
@@ -234,16 +236,45 @@ def offline_exporter():
         extra_loaders=[jinja2.DictLoader({_OFFLINE_TEMPLATE: _OFFLINE_TEMPLATE_SOURCE})])
 
 
-def render_html(ipynb_path: str | Path) -> Path:
+def machine_paths(root: str | Path | None = None) -> list[tuple[str, str]]:
+    """(absolute path of the machine that built a page, the name a reader sees instead),
+    longest first: the results folder ``root`` -> ``RESULTS`` (the name the docs use), the
+    Python environment -> ``VENV``, the source checkout -> ``REPOSITORY``, the temporary
+    folder -> ``TMP``, the home folder -> ``~``."""
+    pairs = []
+    if root is not None:
+        pairs += [(str(root), "RESULTS"), (str(Path(root).resolve()), "RESULTS")]
+    pairs += [(sys.prefix, "VENV"), (str(repository_dir()), "REPOSITORY"),
+              (str(Path(tempfile.gettempdir()).resolve()), "TMP"),
+              (tempfile.gettempdir(), "TMP"), (os.path.expanduser("~"), "~")]
+    seen: dict[str, str] = {}
+    for old, new in pairs:
+        old = old.rstrip("/")
+        if os.path.isabs(old) and len(old) > 1 and old not in seen:
+            seen[old] = new
+    return sorted(seen.items(), key=lambda kv: -len(kv[0]))
+
+
+def strip_machine_paths(text: str, root: str | Path | None = None) -> str:
+    """``text`` with the absolute paths of :func:`machine_paths` replaced (a path only where
+    it ends at a path separator or a non-path character: /tmpfoo stays)."""
+    for old, new in machine_paths(root):
+        text = re.sub(re.escape(old) + r"(?![\w.-])", lambda _m, n=new: n, text)
+    return text
+
+
+def render_html(ipynb_path: str | Path, root: str | Path | None = None) -> Path:
     """Render an executed notebook to HTML beside it (same name, ``.html``); returns it.
-    The page is self-contained and offline (:func:`offline_exporter`)."""
+    The page is self-contained and offline (:func:`offline_exporter`), and shows no
+    absolute path of the machine that built it (:func:`strip_machine_paths`; ``root``: the
+    results folder, shown as ``RESULTS``)."""
     import nbformat
 
     src = Path(ipynb_path)
     nb = nbformat.read(src, as_version=4)
     body, _ = offline_exporter().from_notebook_node(nb)
     out = src.with_suffix(".html")
-    out.write_text(_strip_css_comments(body), encoding="utf-8")
+    out.write_text(strip_machine_paths(_strip_css_comments(body), root), encoding="utf-8")
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,8 @@ def render_all(results_dir: Path, progress: bool = False) -> list[Path]:
         if not out.exists() or out.stat().st_mtime < nb.stat().st_mtime \
                 or not _rendered_offline(out):
             todo.append(nb)
-    return [render_html(nb) for nb in tqdm(todo, desc="HTML", disable=not progress)]
+    return [render_html(nb, results_dir)
+            for nb in tqdm(todo, desc="HTML", disable=not progress)]
 
 
 def build_site(results_dir: str | Path, *, diagnostics: bool = True,
@@ -133,7 +135,11 @@ th{background:#f3f3f3;text-align:left;font-weight:600}
 td.num{white-space:nowrap}caption{text-align:left;font-size:.85em;color:#555;padding:.2em 0}
 .note{font-size:.85em;color:#333}.files{font-size:.9em}
 figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#333}
-.failed{color:#b00}.incomplete{color:#a60}pre{background:#f6f6f6;padding:.6em;overflow:auto}"""
+.failed{color:#b00}.incomplete{color:#a60}pre{background:#f6f6f6;padding:.6em;overflow:auto}
+.smoke{background:#fff3cd;border:2px solid #c90;padding:.5em .7em;color:#5a4000}
+.smoke-tag{background:#fff3cd;border:1px solid #c90;font-size:.8em;padding:0 .3em;
+margin-left:.3em;white-space:nowrap}.bottom-line{font-size:1.08em;max-width:60em}
+nav#contents ol{margin:.2em 0}nav#contents>ol>li>ol{font-size:.9em;columns:2}"""
 
 #: characters (at the tables' font size, ~7.4 px each) one panel of a table may take, cell
 #: padding included: about 1150 px
@@ -323,17 +329,15 @@ def table_html(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def _table_section(results_dir: Path, entry: dict) -> list[str]:
-    """One table of the manifest: its title once (a heading), links to its files, the
-    table (split into panels where wide) and its note."""
+def _table_body(results_dir: Path, entry: dict) -> list[str]:
+    """A manifest table as HTML (split into panels where wide) and its note, from its
+    Markdown file."""
     esc = html.escape
     files = [results_dir / f for f in entry.get("files", [])]
-    name = entry.get("name", "")
-    parts = [f"<h3 id='{esc(name)}'>{esc(entry.get('title') or name)}</h3><p class='files'>"
-             + " · ".join(_link(results_dir, f, f.suffix[1:]) for f in files) + "</p>"]
     md = [f for f in files if f.suffix == ".md" and f.exists()]
     text = md[0].read_text(encoding="utf-8") if md else ""
     parsed = parse_markdown_table(text) if text else None
+    parts = []
     if parsed is not None:
         parts.append(table_html(*parsed))
     elif "(no rows)" in text:
@@ -347,6 +351,48 @@ def _table_section(results_dir: Path, entry: dict) -> list[str]:
     return parts
 
 
+def table_page_path(results_dir: Path, entry: dict) -> Path:
+    """``tables/<name>.html``: the table as a page of its own, beside its .csv/.md/.tex."""
+    files = [Path(f) for f in entry.get("files", [])]
+    folder = files[0].parent if files else Path("tables")
+    return results_dir / folder / f"{entry.get('name', 'table')}.html"
+
+
+def write_table_page(results_dir: Path, entry: dict, banner: str = "") -> Path:
+    """The table rendered as HTML on a page of its own (what the index's table link opens,
+    rather than the Markdown's raw pipes), with its title, note and source files."""
+    esc = html.escape
+    out = table_page_path(results_dir, entry)
+    files = [results_dir / f for f in entry.get("files", [])]
+    links = " · ".join(f'<a href="{esc(f.name)}">{esc(f.suffix[1:])}</a>' for f in files
+                       if f.exists())
+    title = entry.get("title") or entry.get("name", "")
+    page = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+            f'<p><a href="{esc(os.path.relpath(results_dir / "index.html", out.parent))}">'
+            "← index</a></p>", f"<h1>{esc(title)}</h1>", banner,
+            *_table_body(results_dir, entry),
+            f"<p class='files'>Source files: {links}</p>" if links else "", "</body></html>"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(page), encoding="utf-8")
+    return out
+
+
+def _table_section(results_dir: Path, entry: dict, banner: str = "") -> list[str]:
+    """One table of the manifest: its title once (a heading), a link to its HTML page and
+    its files, the table (split into panels where wide) and its note."""
+    esc = html.escape
+    files = [results_dir / f for f in entry.get("files", [])]
+    name = entry.get("name", "")
+    page = write_table_page(results_dir, entry, banner)
+    links = [_link(results_dir, page, "table (HTML)")] + [
+        _link(results_dir, f, f.suffix[1:]) for f in files]
+    return [f"<h3 id='{esc(name)}'>{esc(entry.get('title') or name)}</h3>{banner}"
+            f"<p class='files'>" + " · ".join(links) + "</p>",
+            *_table_body(results_dir, entry)]
+
+
 def _link(results_dir: Path, path: Path, text: str) -> str:
     if not path.exists():
         return html.escape(text) + " (missing)"
@@ -354,33 +400,102 @@ def _link(results_dir: Path, path: Path, text: str) -> str:
            f'{html.escape(text)}</a>'
 
 
-def _audit_summary(manifest: dict) -> list[str]:
-    """The audit in brief, from the manifest: the positive control first (does training help
-    at all? where not, downstream verdicts are not testable), then the step-0 / gap
-    decomposition and yardstick sentences and each claim's computed verdict (the full
-    checklist, with evidence and rules, is a table)."""
+#: the audit in brief, one part per heading: (anchor, heading, manifest key of its sentences)
+AUDIT_PARTS = (
+    ("audit-control", "Positive control: does training help here?",
+     "positive_control_sentences"),
+    ("audit-gap", "The loss gap: before training, and split into function and training terms",
+     "epoch0_sentences"),
+    ("audit-yardstick", "The common yardstick: does RKDO's lower loss survive?",
+     "yardstick_sentences"),
+)
+
+
+def _audit_sections(manifest: dict) -> list[tuple[str, str]]:
+    """(anchor, heading) of each part of the audit in brief the manifest has."""
+    parts = [(a, h) for a, h, key in AUDIT_PARTS if manifest.get(key)]
+    if manifest.get("claims"):
+        parts.append(("audit-claims", "The claims, verdict by verdict"))
+    return parts
+
+
+def _audit_summary(manifest: dict, banner: str = "") -> list[str]:
+    """The audit in brief, from the manifest, one heading per part: the positive control
+    first (does training help at all? where not, downstream verdicts are not testable), the
+    step-0 / gap decomposition, the yardstick, then each claim's computed verdict (the full
+    checklist, with evidence and rules, is a table). ``banner``: the smoke grid's warning,
+    repeated on every part; each verdict is tagged too."""
     esc = html.escape
-    control = manifest.get("positive_control_sentences", [])
-    sentences = manifest.get("epoch0_sentences", []) + manifest.get("yardstick_sentences", [])
-    claims = manifest.get("claims", [])
-    if not sentences and not claims and not control:
+    sections = _audit_sections(manifest)
+    if not sections:
         return []
-    parts = ["<h2>The audit in brief</h2>"]
-    if control:
-        parts.append("<h3>Positive control: does training help here?</h3><ul>"
-                     + "".join(f"<li>{esc(s)}</li>" for s in control) + "</ul>")
-    if sentences:
-        parts.append("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>")
+    parts = ["<h2 id='audit'>The audit in brief</h2>"]
+    for anchor, heading, key in AUDIT_PARTS:
+        if manifest.get(key):
+            parts.append(f"<h3 id='{anchor}'>{esc(heading)}</h3>{banner}<ul>"
+                         + "".join(f"<li>{esc(s)}</li>" for s in manifest[key]) + "</ul>")
+    claims = manifest.get("claims", [])
     if claims:
-        parts.append("<table><tr><th>claim</th><th>source</th><th>protocol</th>"
+        tag = f" {_SMOKE_TAG}" if banner else ""
+        parts.append(f"<h3 id='audit-claims'>The claims, verdict by verdict</h3>{banner}"
+                     "<table><tr><th>claim</th><th>source</th><th>protocol</th>"
                      "<th>verdict</th></tr>")
         parts += [f"<tr><td>{esc(str(c.get('claim')))}</td><td>{esc(str(c.get('source')))}"
                   f"</td><td>{esc(str(c.get('protocol')))}</td>"
-                  f"<td><b>{esc(str(c.get('verdict')))}</b></td></tr>" for c in claims]
+                  f"<td><b>{esc(str(c.get('verdict')))}</b>{tag}</td></tr>" for c in claims]
         parts.append("</table><p>Evidence and the rule behind each verdict: the claims "
                      "checklist table below. A 'caveat' row is our interpretation beside a "
                      "claim, not a verdict on the paper.</p>")
     return parts
+
+
+#: a grid whose largest budget runs fewer optimizer steps than this trains nothing worth a
+#: number (the smoke grid: 2 × 2)
+SMOKE_STEPS = 20
+
+
+def is_smoke_grid(grid: dict[str, Any]) -> bool:
+    """The grid record (``grid.json``) is the smoke grid (``params/smoke.yaml``), or a grid as
+    tiny: its largest budget runs fewer than :data:`SMOKE_STEPS` optimizer steps."""
+    if grid.get("name") == "smoke":
+        return True
+    steps = (grid.get("config") or {}).get("steps_per_epoch")
+    epochs = grid.get("epochs") or []
+    return isinstance(steps, int) and bool(epochs) and steps * max(epochs) < SMOKE_STEPS
+
+
+def _smoke_banner(grid: dict[str, Any]) -> str:
+    """The warning every verdict of a smoke grid carries ("" for any other grid)."""
+    if not is_smoke_grid(grid):
+        return ""
+    cfg = grid.get("config") or {}
+    steps = cfg.get("steps_per_epoch")
+    how = (f" ({steps} optimizer step{'s' if steps != 1 else ''} per epoch, budgets "
+           f"{_words(grid.get('epochs', []))})" if steps else "")
+    return (f"<p class='smoke' role='note'><b>Smoke grid: these numbers mean nothing.</b> "
+            f"<code>{html.escape(_shown_source(grid.get('source') or 'params/smoke.yaml'))}</code> "
+            f"trains for a few steps{html.escape(how)} to exercise every file; no verdict "
+            "below says anything about RKDO or I-Con.</p>")
+
+
+_SMOKE_TAG = "<span class='smoke-tag'>smoke grid: means nothing</span>"
+
+
+def _smoke_note(grid: dict[str, Any]) -> str:
+    """The short form of :func:`_smoke_banner`, repeated on every part with a verdict."""
+    return ("<p class='smoke' role='note'><b>Smoke grid:</b> the numbers and verdicts here "
+            "mean nothing.</p>") if is_smoke_grid(grid) else ""
+
+
+def _bottom_line(manifest: dict, banner: str) -> list[str]:
+    """The three plain sentences (computed from the claims' verdicts by the aggregation) the
+    page opens with, before any statistics."""
+    sentences = manifest.get("bottom_line") or []
+    if not sentences:
+        return []
+    return ["<section id='bottom-line'><h2>Bottom line</h2>", banner,
+            "<p class='bottom-line'>" + " ".join(html.escape(x) for x in sentences) + "</p>",
+            "</section>"]
 
 
 def _run_order(r: dict[str, Any]) -> tuple:
@@ -407,24 +522,54 @@ def _integrity_summary(manifest: dict) -> list[str]:
             "the same; <code>rkdo aggregate --include-altered</code> uses them, marked)")
     items = "".join(f"<li><code>{esc(r['run'])}</code> ({esc(r.get('state', ''))}): "
                     f"{esc('; '.join(r.get('problems', [])))}</li>" for r in runs)
-    return [f"<h2 class='failed'>Integrity</h2><p class='failed'>{head}:</p><ul>{items}</ul>"]
+    return [f"<h2 id='integrity' class='failed'>Integrity</h2><p class='failed'>{head}:</p>"
+            f"<ul>{items}</ul>"]
+
+
+def _toc(entries: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
+    """The table of contents: (anchor, heading, [(anchor, sub-heading)]) per section."""
+    esc = html.escape
+    items = []
+    for anchor, heading, subs in entries:
+        sub = ("<ol>" + "".join(f"<li><a href='#{esc(a)}'>{esc(h)}</a></li>" for a, h in subs)
+               + "</ol>") if subs else ""
+        items.append(f"<li><a href='#{esc(anchor)}'>{esc(heading)}</a>{sub}</li>")
+    return "<nav id='contents' aria-label='contents'><h2>Contents</h2><ol>" + "".join(items) \
+        + "</ol></nav>"
+
+
+def _shown_source(source: Any) -> str:
+    """The grid's params file as the page shows it: never an absolute path of the machine
+    that ran it (its name below ``params/`` or the file name)."""
+    text = str(source)
+    if not os.path.isabs(text):
+        return text
+    path = Path(text)
+    return f"{path.parent.name}/{path.name}" if path.parent.name == "params" else path.name
 
 
 def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> Path:
+    """``results_dir/index.html`` (and each table's page, ``tables/<name>.html``): the
+    bottom line and a table of contents first, then the audit in brief (one heading per
+    part), the tables, the figures, the notebooks and the runs. On a smoke grid
+    (:func:`is_smoke_grid`) every part that carries a verdict says the numbers mean nothing."""
     runs = find_runs(results_dir) if runs is None else runs
     runs = sorted(runs, key=_run_order)
     esc = html.escape
     manifest_path = results_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     grid = read_json(results_dir / GRID_RECORD) if (results_dir / GRID_RECORD).exists() else {}
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-             f"<title>RKDO reproduction: {esc(results_dir.name)}</title>"
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>RKDO vs I-Con reproduction: {esc(results_dir.name)}</h1>"]
+    banner, note = _smoke_banner(grid), _smoke_note(grid)
+    head = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>RKDO reproduction: {esc(results_dir.name)}</title>"
+            f"<style>{_CSS}</style></head><body>",
+            f"<h1>RKDO vs I-Con reproduction: {esc(results_dir.name)}</h1>", banner]
+    head += _bottom_line(manifest, note)
+    parts = []
     if grid:
         datasets = [dataset_label(d) for d in grid.get("datasets", [])]
-        parts.append(f"<p>Grid <code>{esc(str(grid.get('source')))}</code>: "
+        parts.append(f"<p>Grid <code>{esc(_shown_source(grid.get('source')))}</code>: "
                      f"{esc(grid.get('description', ''))}. Datasets {esc(_words(datasets))}; "
                      f"methods {esc(_words(grid.get('methods', [])))}; seeds "
                      f"{esc(_words(grid.get('seeds', [])))}; budgets "
@@ -445,25 +590,42 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
         parts.append("<p>Machine-readable: " + "; ".join(
             f"{_link(results_dir, results_dir / name, name)} ({esc(what)})"
             for name, what in machine) + ".</p>")
-    parts += _integrity_summary(manifest)
-    parts += _audit_summary(manifest)
-    parts.append("<h2>Tables</h2>")
-    for t in manifest.get("tables", []):
-        parts += _table_section(results_dir, t)
-    parts.append("<h2>Figures</h2>")
-    for fig in manifest.get("figures", []):
+    toc: list[tuple[str, str, list[tuple[str, str]]]] = []
+    if manifest.get("bottom_line"):
+        toc.append(("bottom-line", "Bottom line", []))
+    integrity = _integrity_summary(manifest)
+    if integrity:
+        toc.append(("integrity", "Integrity", []))
+    parts += integrity
+    audit = _audit_summary(manifest, note)
+    if audit:
+        toc.append(("audit", "The audit in brief", _audit_sections(manifest)))
+    parts += audit
+    tables = manifest.get("tables", [])
+    parts.append("<h2 id='tables'>Tables</h2>")
+    toc.append(("tables", "Tables", [(t.get("name", ""), t.get("title") or t.get("name", ""))
+                                     for t in tables]))
+    for t in tables:
+        parts += _table_section(results_dir, t, note)
+    figures = manifest.get("figures", [])
+    parts.append(f"<h2 id='figures'>Figures</h2>{note}")
+    toc.append(("figures", "Figures", [(f"figure-{f.get('name', '')}", f.get("name", ""))
+                                       for f in figures]))
+    for fig in figures:
         files = [results_dir / f for f in fig.get("files", [])]
         png = [f for f in files if f.suffix == ".png"]
         img = (f"<img src='{esc(png[0].relative_to(results_dir).as_posix())}' "
                f"alt='{esc(fig.get('name', ''))}'>") if png else ""
         links = " · ".join(_link(results_dir, f, f.suffix[1:]) for f in files)
-        parts.append(f"<figure>{img}<figcaption><b>{esc(fig.get('name', ''))}.</b> "
-                     f"{esc(fig.get('caption', ''))} [{links}]</figcaption></figure>")
+        parts.append(f"<figure id='figure-{esc(fig.get('name', ''))}'>{img}<figcaption><b>"
+                     f"{esc(fig.get('name', ''))}.</b> {esc(fig.get('caption', ''))} "
+                     f"[{links}]</figcaption></figure>")
     diag = sorted((results_dir / "diagnostics").glob("*.html"))
     theory = sorted(results_dir.rglob("03_convergence_theory.html"))
     mechanism = sorted(results_dir.rglob("06_mechanism.html"))
     if diag or theory or mechanism:
-        parts.append("<h2>Diagnostics and theory</h2><ul>")
+        toc.append(("diagnostics", "Diagnostics and theory", []))
+        parts.append("<h2 id='diagnostics'>Diagnostics and theory</h2><ul>")
         parts += [f"<li>{_link(results_dir, d, d.stem)} (04_figures: loss per step, p and q "
                   f"heat-maps)</li>" for d in diag]
         parts += [f"<li>{_link(results_dir, t, 'convergence theory (03)')}</li>"
@@ -472,7 +634,8 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
                   f"</li>" for m in mechanism]
         parts.append("</ul>")
     acc = step_accounting(results_dir)
-    parts.append("<h2>Runs</h2>")
+    toc.append(("runs", "Runs", []))
+    parts.append("<h2 id='runs'>Runs</h2>")
     if acc["runs"]:
         parts.append(f"<p>The {acc['runs']} complete runs ran "
                      f"{acc['steps_run']:,} optimizer steps: each trained once to its largest "
@@ -490,5 +653,5 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
                      f"<td class='{esc(r['status'])}'>{status}</td><td>{nbs}</td></tr>")
     parts.append("</table></body></html>")
     out = results_dir / "index.html"
-    out.write_text("\n".join(parts), encoding="utf-8")
+    out.write_text("\n".join([*head, _toc(toc), *parts]), encoding="utf-8")
     return out
