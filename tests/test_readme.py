@@ -246,3 +246,29 @@ def test_bottom_line_numbers_are_only_the_papers_and_the_seed_count(aggregated):
     allowed = set(re.findall(r"\d+", " ".join(c["claim"] for c in m["claims"])))
     assert set(re.findall(r"\d+", " ".join(m["bottom_line"]))) <= allowed | {"3"}
     assert render(s).index("**Bottom line.**") < render(s).index("*Generated from")
+
+
+def test_bottom_line_names_the_controls_two_failures():
+    from rkdo_core.reporting.stats import CONTROL_HURTS, CONTROL_NOT_SHOWN
+    line = _line(_claims(control={"full": CONTROL_NOT_SHOWN, "paper": CONTROL_HURTS},
+                         loss=HOLDS, training_term=FAILS, yardstick=FAILS,
+                         fewer_epochs=UNTESTABLE_REGIME))
+    assert "training makes the encoder measurably worse than its untrained start under " \
+        "the paper protocol" in line[1]
+    assert "training is not shown to make the encoder better than its untrained start " \
+        "under the full protocol" in line[1]
+    assert "cannot be checked" not in line[1]
+
+
+def test_claims_table_has_no_empty_column_for_protocol_bound_rows():
+    from rkdo_core.reporting.readme import _claims_table
+    claims = [{"claim": "a", "protocol": "paper", "verdict": "holds"},
+              {"claim": "a", "protocol": "full", "verdict": "fails"},
+              {"claim": "theory", "protocol": "any", "verdict": "holds"}]
+    text = _claims_table(claims)
+    first, second = text.split("\n\n")
+    assert first.splitlines()[0] == "| claim | paper protocol | full protocol |"
+    assert "| any" not in first and "| a | holds | fails |" in first
+    assert second.splitlines()[0] == "| claim (whole study, not per protocol) | verdict |"
+    assert "| theory | holds |" in second
+    assert all(" |  |" not in ln for ln in text.splitlines())

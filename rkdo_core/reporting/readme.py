@@ -24,6 +24,7 @@ from ..datasets import dataset_label
 from ..layout import MANIFEST
 from ..runio import read_json, write_json_atomic
 from .claims import (
+    ANY_PROTOCOL,
     CONTROL_FAILS,
     FAILS,
     HOLDS,
@@ -216,16 +217,28 @@ def _bottom_line_md(data: dict[str, Any]) -> str:
 
 
 def _claims_table(claims: list[dict]) -> str:
-    protocols = list(dict.fromkeys(c["protocol"] for c in claims))
-    rows: dict[str, dict[str, str]] = {}
-    for c in claims:
-        rows.setdefault(c["claim"], {})[c["protocol"]] = c["verdict"]
-    head = "| claim | " + " | ".join(f"{p} protocol" if p in ("paper", "full") else p
-                                      for p in protocols) + " |"
-    sep = "|---|" + "---|" * len(protocols)
-    body = [f"| {claim} | " + " | ".join(v.get(p, "") for p in protocols) + " |"
-            for claim, v in rows.items()]
-    return "\n".join([head, sep, *body])
+    """The verdicts as Markdown: the claims judged per protocol in one table (a column per
+    protocol), the claims judged once for the whole study (protocol ``any``: theory, FLOPs)
+    in a second one, so no row carries an empty column."""
+    bound = [c for c in claims if c["protocol"] != ANY_PROTOCOL]
+    free = [c for c in claims if c["protocol"] == ANY_PROTOCOL]
+    out = []
+    if bound:
+        protocols = list(dict.fromkeys(c["protocol"] for c in bound))
+        rows: dict[str, dict[str, str]] = {}
+        for c in bound:
+            rows.setdefault(c["claim"], {})[c["protocol"]] = c["verdict"]
+        head = "| claim | " + " | ".join(f"{p} protocol" if p in ("paper", "full") else p
+                                          for p in protocols) + " |"
+        sep = "|---|" + "---|" * len(protocols)
+        body = [f"| {claim} | " + " | ".join(v.get(p, "") for p in protocols) + " |"
+                for claim, v in rows.items()]
+        out.append("\n".join([head, sep, *body]))
+    if free:
+        out.append("\n".join(["| claim (whole study, not per protocol) | verdict |",
+                               "|---|---|",
+                               *(f"| {c['claim']} | {c['verdict']} |" for c in free)]))
+    return "\n\n".join(out)
 
 
 def _provenance(s: dict[str, Any], by: str) -> str:
