@@ -221,6 +221,10 @@ def cmd_grid(args) -> int:
 def cmd_verify(args) -> int:
     """Re-check a results folder's runs against their recorded checksums."""
     checks = verify_results(args.results_dir)
+    if not checks:  # nothing checked is not "no problems": most likely the wrong folder
+        raise FileNotFoundError(
+            f"results folder {args.results_dir!r} holds no runs (no DATASET/PROTOCOL/METHOD/"
+            f"seed_N folders and no grid.json naming any); nothing to verify")
     print(format_report(checks, args.results_dir))
     return 0 if all(c.ok for c in checks) else 1
 

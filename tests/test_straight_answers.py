@@ -31,6 +31,14 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 
 # ---- 5. commands that passed when they should not -----------------------------------------
 
+def test_verify_of_a_folder_without_runs_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    rc, out, err = _run(["verify", str(tmp_path / "empty")])
+    assert rc == 2 and "no problems" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(tmp_path / "empty") in lines[0]
+    assert "holds no runs" in lines[0]
+
 
 @pytest.mark.parametrize("name, what", [
     ("params/reported.yaml", "it holds the paper's reported numbers"),
