@@ -14,7 +14,8 @@ PIP_LOCK := $(if $(LOCK),-c $(LOCK))
 RESULTS ?= results/default
 FASHION_RESULTS ?= results/fashion
 # runs executed at once by `make reproduce` (2 one-thread runs beat one two-thread run on a
-# 2-core CPU by 1.38x); each gets cores/WORKERS torch threads
+# 2-core CPU by 1.38x); each run uses 1 torch thread (RunConfig.threads, as a run by hand),
+# so on a bigger CPU `make reproduce WORKERS=$(nproc)` uses every core
 WORKERS ?= 2
 TEST_WORKERS ?= 2
 

@@ -342,8 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("params", help="a params file, e.g. params/default.yaml")
     p.add_argument("--out", help="results folder (default: results/<params file name>)")
     p.add_argument("--workers", type=int, default=1,
-                   help="runs executed at once (default 1); on a CPU each gets cores/N "
-                        "torch threads unless the params set threads")
+                   help="runs executed at once (default 1); each uses the config's torch "
+                        "threads (default 1, as a run by hand: the same numbers)")
     p.add_argument("--data-root", help="folder holding cifar10/cifar100/stl10 "
                    "(default: $RKDO_DATA_ROOT or ~/.cache/rkdo/data)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

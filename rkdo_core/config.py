@@ -19,7 +19,8 @@ Speed fields (see ``rkdo bench`` and README "Performance"): ``matmul_1x1_maps`` 
 ``fused_adam`` are on by default because they change results only at float32 rounding level
 (see their comments below); ``channels_last``, ``fused_views``, ``amp_bf16`` and ``compile``
 change numerics more (or cost a long compile) and are off by default; ``threads`` fixes
-torch's intra-op thread count for the run (None leaves torch's default). Both default-on
+torch's intra-op thread count for the run (1 by default, the same by hand and in a grid;
+None leaves torch's default). Both default-on
 fields off reproduce the earlier loop bit for bit. With them on, a whole default run
 (digits, seed 42, 100 steps, 1 thread) ends at loss 1.7538 (RKDO) / 2.4660 (I-Con) instead of
 1.7064 / 2.4455, and the linear probe at 0.657 / 0.667 instead of 0.685 / 0.676: the same
@@ -146,8 +147,13 @@ class RunConfig:
     # torch.compile the encoder (needs a C++ compiler on CPU; the first step compiles for
     # about a minute with a cold cache, and on a CPU later steps gain little).
     compile: bool = False
-    # torch intra-op threads for this run; None leaves torch's default (all cores).
-    threads: int | None = None
+    # torch intra-op threads for this run; None leaves torch's default (all cores). 1 by
+    # default, by hand and in every grid whatever its --workers: float32 training on a CPU
+    # gives other numbers with another thread count (digits smoke run, seed 42, epoch 2: loss
+    # 1.163695 with 2 threads, 1.163066 with 1), so one default keeps a run by hand and the
+    # same run in a grid equal; a grid gains speed through --workers (two 1-thread runs side
+    # by side did 1.38x the work of one 2-thread run on a 2-core CPU).
+    threads: int | None = 1
     # ---- evaluation (training/evaluate.py; the defaults keep every earlier run's numbers) --
     # full protocol: a fixed, seeded, class-stratified subset of this many train images is
     # the probe's train set and the k-NN memory bank; None = the whole train split.
@@ -666,8 +672,8 @@ def _unique_key_loader():
 
 def same_run_config(a: dict, b: dict) -> bool:
     """Configs equal up to where the data lives (the same files may be mounted elsewhere)
-    and how many CPU threads ran it (a grid picks threads from its worker count, so a
-    resumed grid with other --workers must still find its runs). Fields a config predates
+    and how many CPU threads ran it (grids once picked threads from their worker count,
+    and a resumed grid with ``--set threads=N`` must still find its runs). Fields a config predates
     (e.g. the speed fields) count as their defaults."""
     return not run_config_differences(a, b)
 

@@ -17,10 +17,11 @@ every file it lists (``rkdo verify`` re-checks them). Before any work starts the
 that the results folder is writable and that every dataset's files are present and intact.
 
 Locally, runs execute in a thread pool of ``workers`` threads; each thread only waits on its own
-papermill kernel (a separate process), which does the work. On a CPU every run then gets
-``cores // workers`` torch threads unless the params file sets ``threads`` (two 1-thread
-runs side by side do more work than one 2-thread run on a 2-core CPU; `rkdo bench` measures
-the ratio on the machine at hand).
+papermill kernel (a separate process), which does the work. Every run uses the config's
+``threads`` (default 1, whatever ``workers`` is: float32 training on a CPU gives other numbers
+with another thread count, so a run of the grid and the same run by hand agree only with the
+same threads; two 1-thread runs side by side also do more work than one 2-thread run on a
+2-core CPU, `rkdo bench` measures the ratio on the machine at hand).
 """
 
 from __future__ import annotations
@@ -105,10 +106,6 @@ def check_datasets(configs: list[RunConfig]) -> None:
             load_dataset(cfg.dataset, data_root=cfg.data_root, image_size=cfg.image_size)
 
 
-def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
 def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
              override: dict[str, Any] | None = None, kernel: str | None = None,
              progress: bool = True,
@@ -131,11 +128,6 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
     if scheduler is not None and backend != "dask":
         raise ConfigError("--scheduler", scheduler, "only goes with --backend dask")
     override = dict(override or {})
-    # cores//workers describes this machine: right for local runs and an embedded cluster
-    on_this_machine = backend == "local" or (backend == "dask" and scheduler is None)
-    if (on_this_machine and workers > 1 and "threads" not in spec.config
-            and "threads" not in override):
-        override["threads"] = default_threads(workers)
     configs = spec.configs(**override)
     out = Path(out)
     check_writable(out)
