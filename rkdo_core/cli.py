@@ -40,7 +40,7 @@ from .reporting.readme import (
 )
 from .runio import read_json
 from .runs.backends import load_slurm_options
-from .runs.grid import plan_grid, run_grid
+from .runs.grid import plan_grid, prepare_grid, run_grid
 from .runs.integrity import format_report, verify_results
 from .runs.notebooks import MECHANISM_NOTEBOOK, run_mechanism, run_theory
 from .runs.plan import describe_cost
@@ -166,30 +166,13 @@ def _set_value(text: str) -> tuple[str, object]:
 
 
 def cmd_grid(args) -> int:
-    """Expand a params file and run every incomplete run through the notebooks."""
+    """Expand a params file and run every incomplete run through the notebooks. A dry run
+    makes every check the real run makes (prepare_grid), with the same messages, first."""
     spec = load_params(args.params)
     override = dict(_set_value(s) for s in args.set)
     if args.data_root is not None:
         override["data_root"] = args.data_root
     out = Path(args.out or Path("results") / spec.name)
-    n = len(spec.configs(**override))
-    print(f"grid {spec.source}: {len(spec.datasets)} dataset(s) × {len(spec.methods)} "
-          f"method(s) × {len(spec.seeds)} seed(s) = {n} runs, budgets {list(spec.epochs)} "
-          f"({spec.preset} protocol) -> {out}", flush=True)
-    if args.dry_run:
-        plan = plan_grid(spec.configs(**override), out)
-        for cfg, _run_dir, state, detail in plan:
-            print(f"  {state:<16} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
-        states = [p[2] for p in plan]
-        counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
-        print(f"cost of the whole grid (complete runs included), {args.workers} worker(s):")
-        for line in describe_cost(spec.configs(**override), out, workers=args.workers):
-            print(line)
-        print(f"{n} runs: {counts}; would run the pending and failed ones, re-evaluate "
-              f"(not retrain) those with a stale evaluation, leave those "
-              f"running elsewhere to their grid and refuse those with another config or "
-              f"altered files; nothing was started (--dry-run)")
-        return 0
     if args.scheduler is not None and args.backend != "dask":
         raise ConfigError("--scheduler", args.scheduler, "only goes with --backend dask")
     if args.slurm_options is not None and args.backend != "slurm":
@@ -198,6 +181,27 @@ def cmd_grid(args) -> int:
     slurm_options = None
     if args.backend == "slurm":
         slurm_options = load_slurm_options(args.slurm_options)
+    configs = prepare_grid(spec, out, workers=args.workers, override=override,
+                           backend=args.backend, scheduler=args.scheduler,
+                           check_data=not args.no_data_check, dry_run=args.dry_run)
+    n = len(configs)
+    print(f"grid {spec.source}: {len(spec.datasets)} dataset(s) × {len(spec.methods)} "
+          f"method(s) × {len(spec.seeds)} seed(s) = {n} runs, budgets {list(spec.epochs)} "
+          f"({spec.preset} protocol) -> {out}", flush=True)
+    if args.dry_run:
+        plan = plan_grid(configs, out)
+        for cfg, _run_dir, state, detail in plan:
+            print(f"  {state:<16} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
+        states = [p[2] for p in plan]
+        counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+        print(f"cost of the whole grid (complete runs included), {args.workers} worker(s):")
+        for line in describe_cost(configs, out, workers=args.workers):
+            print(line)
+        print(f"{n} runs: {counts}; would run the pending and failed ones, re-evaluate "
+              f"(not retrain) those with a stale evaluation, leave those "
+              f"running elsewhere to their grid and refuse those with another config or "
+              f"altered files; nothing was started (--dry-run)")
+        return 0
     report = run_grid(spec, out, workers=args.workers, override=override,
                       progress=not args.no_progress, backend=args.backend,
                       scheduler=args.scheduler, slurm_options=slurm_options,

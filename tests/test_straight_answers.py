@@ -37,6 +37,47 @@ def test_verify_of_a_folder_without_runs_is_an_error(tmp_path):
     assert "holds no runs" in lines[0]
 
 
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_dry_run_refuses_the_workers_the_real_run_refuses(tmp_path, workers):
+    real = _run(["grid", str(SMOKE), "--out", str(tmp_path / "r"), "--workers", workers])
+    dry = _run(["grid", str(SMOKE), "--out", str(tmp_path / "d"), "--workers", workers,
+                "--dry-run"])
+    assert real[0] == dry[0] == 2
+    assert real[2] == dry[2] == f"rkdo: error: invalid config value workers={workers}: must be " \
+                                 "a positive integer\n"
+    assert dry[1] == ""  # the error comes before any plan
+    assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+def test_dry_run_refuses_a_missing_data_root_before_the_plan(tmp_path):
+    root = tmp_path / "no-data-here"
+    rc, out, err = _run(["grid", str(PARAMS / "paper.yaml"), "--data-root", str(root),
+                         "--out", str(tmp_path / "o"), "--dry-run"])
+    assert rc == 2 and out == ""
+    assert "'cifar10' is not available" in err and str(root) in err
+    assert "--dry-run downloads nothing" in err
+    assert not root.exists() and not (tmp_path / "o").exists()
+    # the check is the real run's; --no-data-check skips it in both
+    rc, out, _ = _run(["grid", str(PARAMS / "paper.yaml"), "--data-root", str(root),
+                       "--out", str(tmp_path / "o"), "--dry-run", "--no-data-check"])
+    assert rc == 0 and "30 runs: 30 pending" in out
+
+
+def test_dry_run_refuses_option_mixes_and_unwritable_folders_as_the_real_run(tmp_path):
+    (tmp_path / "file").write_text("x")
+    cases = [["--scheduler", "tcp://h:1"], ["--slurm-options", "x.yaml"],
+             ["--backend", "slurm", "--slurm-options", str(tmp_path / "none.yaml")]]
+    for extra in cases:
+        rc, out, err = _run(["grid", str(SMOKE), "--out", str(tmp_path / "o"), *extra,
+                             "--dry-run"])
+        assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1, (extra, err)
+    for dry in ([], ["--dry-run"]):
+        rc, out, err = _run(["grid", str(SMOKE), "--out", str(tmp_path / "file" / "sub"), *dry])
+        assert rc == 2 and out == "", dry
+        assert err.startswith(f"rkdo: error: invalid config value --out='{tmp_path}/file/sub': "
+                              "the results folder must be writable; NotADirectoryError"), err
+
+
 @pytest.mark.parametrize("name, what", [
     ("params/reported.yaml", "it holds the paper's reported numbers"),
     ("params/slurm.example.yaml", "it is a SLURM options file"),
