@@ -4,6 +4,7 @@ starts; times are never asserted (they are measured by hand, see the issue's rep
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,44 @@ def test_dry_run_refuses_option_mixes_and_unwritable_folders_as_the_real_run(tmp
         assert rc == 2 and out == "", dry
         assert err.startswith(f"rkdo: error: invalid config value --out='{tmp_path}/file/sub': "
                               "the results folder must be writable; NotADirectoryError"), err
+
+
+def _fake_run(results: Path, seed: int, step_secs: list[float], whole: float | None) -> None:
+    from rkdo_core.layout import run_dir_for
+
+    cfg = load_params(SMOKE).configs()[0].replace(seed=seed)
+    run = run_dir_for(results, cfg)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": cfg.to_dict()}))
+    (run / "train_log.jsonl").write_text("".join(
+        json.dumps({"step": i, "seconds": s}) + "\n" for i, s in enumerate(step_secs)))
+    if whole is not None:
+        (run / "run_complete.json").write_text(json.dumps({"seconds": whole, "files": []}))
+
+
+def test_dry_run_estimate_includes_kernel_starts_and_evaluation(tmp_path):
+    """The issue's smoke grid: the estimate said 8 s, the grid took 133 s. Whole runs of 44 s
+    with 4 steps of 0.5 s: 42 s per run besides the steps, 44 s per run, 6 runs 2 at a time."""
+    from rkdo_core.runs.plan import RUN_OVERHEAD_S, describe_cost
+
+    configs = load_params(SMOKE).configs()
+    for seed in (1, 2):
+        _fake_run(tmp_path, seed, [0.5] * 4, 44.0)
+    lines = describe_cost(configs, tmp_path, workers=2)
+    assert "≈ 44 s per run: 0.5 s/step (median of 2 earlier run(s) here) + 42 s besides the " \
+           "steps: kernel starts, data loading and evaluation (median of 2 earlier complete " \
+           "run(s) here)" in lines[0]
+    assert lines[-1] == ("  grid: 24 optimizer steps; ≈ 2 min with 2 worker(s) (6 runs, 2 at a "
+                         "time; training, kernel starts and evaluation included, the "
+                         "aggregation not)")
+    # step times only (no complete run): the per-run overhead is assumed, and said so
+    other = tmp_path / "other"
+    _fake_run(other, 1, [0.5] * 4, None)
+    lines = describe_cost(configs, other, workers=1)
+    assert f"an assumed {RUN_OVERHEAD_S:.0f} s besides the steps" in lines[0]
+    per_run = 4 * 0.5 + RUN_OVERHEAD_S
+    assert lines[-1].startswith(f"  grid: 24 optimizer steps; ≈ {6 * per_run / 60:.0f} min with "
+                                "1 worker(s)")
 
 
 @pytest.mark.parametrize("name, what", [
