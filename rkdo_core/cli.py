@@ -6,9 +6,13 @@ the dataclass so the CLI and the config cannot drift apart. Options not given ke
 preset's value (``--preset paper`` by default). Bad input ends with one clear line and
 exit status 2, never a traceback.
 
-`rkdo --help`, `rkdo verify`, `rkdo grid` and `rkdo aggregate` never import torch (the
-grid's and the aggregation's work happens in notebook kernels): the commands that do —
-train, evaluate, bench, flops — import their module when they run.
+`rkdo --help`, `rkdo verify` and `rkdo aggregate` never import torch (the grid's and the
+aggregation's work happens in notebook kernels; `rkdo grid` imports it only to check a
+dataset's files, never for digits). The commands that need it — train, evaluate, bench,
+flops — import their module only once their arguments, values and paths are checked, so
+``--help`` and every argument or path error answer at once (tools/args.py holds bench's and
+flops's torch-free parsers). An argument error is two lines: the error naming the argument,
+the value and what is allowed, and ``see rkdo CMD --help``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .config import (
 )
 from .datasets import DATASET_NAMES
 from .errors import DatasetUnavailableError, NonFiniteLossError
-from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, run_label
+from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, require_trained_run, run_label
 from .reporting.readme import (
     load_summary,
     render_results,
@@ -46,6 +50,7 @@ from .runs.notebooks import MECHANISM_NOTEBOOK, run_mechanism, run_theory
 from .runs.plan import describe_cost
 from .runs.runner import describe_os_error
 from .runs.site import build_site
+from .tools.args import ShortErrorParser, bench_config, bench_parser, flops_config, flops_parser
 from .tools.measure import measure_main
 
 _NONE_WORDS = {"none", "full", "all"}
@@ -116,10 +121,10 @@ def _config_from(args: argparse.Namespace, **fixed) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    cfg = _config_from(args)  # a bad value ends here, before torch is imported
     from .training.evaluate import evaluate_run  # deferred: imports torch
     from .training.train import train  # deferred: imports torch
 
-    cfg = _config_from(args)
     done = train(cfg, args.out, progress=not args.no_progress, force=args.force)
     for b in done["budgets"]:
         loss = "-" if b["train_loss"] is None else f"{b['train_loss']:.4f}"
@@ -131,6 +136,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    require_trained_run(args.run_dir)  # a wrong path ends here, before torch is imported
     from .training.evaluate import evaluate_run  # deferred: imports torch
 
     _print_metrics(evaluate_run(args.run_dir, force=args.force))
@@ -321,7 +327,7 @@ def cmd_mechanism(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ShortErrorParser(
         prog="rkdo", description="Train, evaluate, run grids of, verify and aggregate the "
         "RKDO vs I-Con reproduction. `rkdo COMMAND --help` for each command; the README "
         "shows the two commands most users need (`make reproduce`, `make test`).")
@@ -429,15 +435,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tool_args_bad(prog: str, parser, check, argv: list[str]) -> bool:
+    """`rkdo bench`/`rkdo flops` arguments parsed and checked before the tool (and torch) is
+    imported: --help and argument errors answer at once. True (after one line on stderr)
+    when a value is bad; argparse itself exits for --help and malformed arguments."""
+    try:
+        check(parser().parse_args(argv))
+    except (ConfigError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
+        if _tool_args_bad("rkdo bench", bench_parser, bench_config, argv[1:]):
+            return 2
         from .tools.bench import bench_main  # deferred: imports torch
 
         return bench_main(argv[1:])
     if argv[:1] == ["measure"]:
         return measure_main(argv[1:])
     if argv[:1] == ["flops"]:
+        if _tool_args_bad("rkdo flops", flops_parser, flops_config, argv[1:]):
+            return 2
         from .tools.flops import flops_main  # deferred: imports torch
 
         return flops_main(argv[1:])

@@ -5,6 +5,8 @@ starts; times are never asserted (they are measured by hand, see the issue's rep
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,69 @@ def test_a_params_typo_suggests_grid_files_only(monkeypatch):
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "did you mean params/smoke.yaml?" in err
     assert "reported.yaml" not in err and "slurm.example.yaml" not in err
+
+
+# ---- 6. fast, short answers: --help and argument errors never import torch ------------------
+
+def _torch_after(argv: list[str], cwd: Path) -> tuple[bool, object]:
+    """Run `rkdo ARGV` in a fresh interpreter: (was torch imported, exit status or the
+    exception it ended with)."""
+    script = ("import sys, json\nfrom rkdo_core.cli import main\n"
+              f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+              "except Exception as e:\n    rc = type(e).__name__\n"
+              "print(json.dumps(['torch' in sys.modules, rc]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+    assert done.returncode == 0, done.stderr
+    torch, rc = json.loads(done.stdout.strip().splitlines()[-1])
+    return torch, rc
+
+
+@pytest.mark.parametrize("argv, rc", [
+    (["bench", "--help"], 0),
+    (["flops", "--help"], 0),
+    (["measure", "--help"], 0),
+    (["bench", "--steps", "0"], 2),
+    (["bench", "--set", "alpha=2"], 2),
+    (["flops", "--steps", "abc"], 2),
+    (["flops", "--device", "tpu"], 2),
+    (["evaluate", "EMPTY"], 2),
+    (["evaluate", "nowhere"], 2),
+    (["train", "--dataset", "foo", "--out", "x"], 2),
+    (["train", "--alpha", "1.5", "--out", "x"], 2),
+])
+def test_help_and_argument_errors_answer_without_importing_torch(tmp_path, argv, rc):
+    (tmp_path / "EMPTY").mkdir()
+    assert _torch_after(argv, tmp_path) == (False, rc)
+
+
+def test_the_torch_check_can_fail(tmp_path):
+    """A command that gets past its checks does import torch (so the test above can fail):
+    `rkdo evaluate` on a folder that looks trained."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "train_complete.json").write_text("{}")
+    assert _torch_after(["evaluate", "x"], tmp_path) == (True, "KeyError")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--dataset", "foo", "--out", "x"],
+     "rkdo train: error: argument --dataset: invalid choice: 'foo' (choose from 'digits', "
+     "'fashion_mnist', 'cifar10', 'cifar100', 'stl10')"),
+    (["train", "--epochs", "1,x", "--out", "x"],
+     "rkdo train: error: argument --epochs: invalid comma-separated integers value: '1,x'"),
+    (["grid", str(SMOKE), "--workers", "abc"],
+     "rkdo grid: error: argument --workers: invalid int value: 'abc'"),
+    (["bench", "--steps", "abc"], "rkdo bench: error: argument --steps: invalid int value: 'abc'"),
+    (["flops", "--depths", "3"], "rkdo flops: error: unrecognized arguments: --depths 3"),
+    (["bogus"], "rkdo: error: argument command: invalid choice: 'bogus'"),
+])
+def test_argument_errors_are_two_lines_not_the_usage(argv, says):
+    rc, out, err = _run(argv)
+    lines = err.strip().splitlines()
+    assert rc == 2 and out == "" and len(lines) == 2, err
+    assert lines[0].startswith(says), lines[0]
+    prog = says.split(": error:")[0]
+    assert lines[1] == f"see {prog} --help"
 
 
 # ---- 7. the same numbers by hand as in the grid ---------------------------------------------
