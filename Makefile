@@ -77,9 +77,11 @@ lock:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks
 
-# as root (containers, Binder) JupyterLab refuses to start without --allow-root
+# as root (containers, Binder) JupyterLab refuses to start without --allow-root. LAB_ARGS go
+# to jupyter lab as they are, e.g. make lab LAB_ARGS="--port 8890 --ip 0.0.0.0 --no-browser"
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(VENV)/bin/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean-results:
 	rm -rf $(RESULTS)

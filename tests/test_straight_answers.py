@@ -271,3 +271,32 @@ def test_the_notebook_defaults_are_the_smoke_grids_run():
     spec = load_params(SMOKE)
     grid_cfg = next(c for c in spec.configs() if (c.method, c.seed) == ("rkdo", 42))
     assert _notebook_config().to_dict() == grid_cfg.to_dict()
+
+
+# ---- 8. small usage promises ----------------------------------------------------------------
+
+def test_make_lab_passes_lab_args_to_jupyter_lab():
+    args = "--port 8890 --ip 0.0.0.0 --no-browser"
+    done = subprocess.run(["make", "-n", "-s", "lab", f"LAB_ARGS={args}"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lab = [ln for ln in done.stdout.splitlines() if "jupyter lab" in ln]
+    assert len(lab) == 1 and lab[0].rstrip().endswith(args), lab
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f'make lab LAB_ARGS="{args}"' in readme
+
+
+def test_the_first_look_time_and_the_smoke_grid_are_described_alike():
+    """The README's first-look time excludes the .venv set-up, and says so; the README and
+    docs/usage.md give params/smoke.yaml the same purpose (first look and the tests)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    heading = next(ln for ln in readme.splitlines() if ln.startswith("## A first look"))
+    assert re.search(r"about \d+ minutes, plus about [\d.]+ minutes of set-up", heading), heading
+    section = readme.split("## A first look")[1].split("\n## ")[0]
+    assert "params/smoke.yaml" in section and "the tests" in section
+    usage = (ROOT / "docs" / "usage.md").read_text(encoding="utf-8")
+    bullet = usage.split("- `params/smoke.yaml`")[1].split("\n- ")[0]
+    assert "make first-look" in bullet and "the tests" in bullet
+    assert "make first-look" in (PARAMS / "smoke.yaml").read_text()
