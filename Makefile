@@ -14,7 +14,8 @@ PIP_LOCK := $(if $(LOCK),-c $(LOCK))
 RESULTS ?= results/default
 FASHION_RESULTS ?= results/fashion
 # runs executed at once by `make reproduce` (2 one-thread runs beat one two-thread run on a
-# 2-core CPU by 1.38x); each gets cores/WORKERS torch threads
+# 2-core CPU by 1.38x); each run uses 1 torch thread (RunConfig.threads, as a run by hand),
+# so on a bigger CPU `make reproduce WORKERS=$(nproc)` uses every core
 WORKERS ?= 2
 TEST_WORKERS ?= 2
 
@@ -76,9 +77,11 @@ lock:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks
 
-# as root (containers, Binder) JupyterLab refuses to start without --allow-root
+# as root (containers, Binder) JupyterLab refuses to start without --allow-root. LAB_ARGS go
+# to jupyter lab as they are, e.g. make lab LAB_ARGS="--port 8890 --ip 0.0.0.0 --no-browser"
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(VENV)/bin/jupyter lab --notebook-dir=. $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean-results:
 	rm -rf $(RESULTS)

@@ -6,9 +6,13 @@ the dataclass so the CLI and the config cannot drift apart. Options not given ke
 preset's value (``--preset paper`` by default). Bad input ends with one clear line and
 exit status 2, never a traceback.
 
-`rkdo --help`, `rkdo verify`, `rkdo grid` and `rkdo aggregate` never import torch (the
-grid's and the aggregation's work happens in notebook kernels): the commands that do —
-train, evaluate, bench, flops — import their module when they run.
+`rkdo --help`, `rkdo verify` and `rkdo aggregate` never import torch (the grid's and the
+aggregation's work happens in notebook kernels; `rkdo grid` imports it only to check a
+dataset's files, never for digits). The commands that need it — train, evaluate, bench,
+flops — import their module only once their arguments, values and paths are checked, so
+``--help`` and every argument or path error answer at once (tools/args.py holds bench's and
+flops's torch-free parsers). An argument error is two lines: the error naming the argument,
+the value and what is allowed, and ``see rkdo CMD --help``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .config import (
 )
 from .datasets import DATASET_NAMES
 from .errors import DatasetUnavailableError, NonFiniteLossError
-from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, run_label
+from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, require_trained_run, run_label
 from .reporting.readme import (
     load_summary,
     render_results,
@@ -40,12 +44,13 @@ from .reporting.readme import (
 )
 from .runio import read_json
 from .runs.backends import load_slurm_options
-from .runs.grid import plan_grid, run_grid
+from .runs.grid import plan_grid, prepare_grid, run_grid
 from .runs.integrity import format_report, verify_results
 from .runs.notebooks import MECHANISM_NOTEBOOK, run_mechanism, run_theory
 from .runs.plan import describe_cost
 from .runs.runner import describe_os_error
 from .runs.site import build_site
+from .tools.args import ShortErrorParser, bench_config, bench_parser, flops_config, flops_parser
 from .tools.measure import measure_main
 
 _NONE_WORDS = {"none", "full", "all"}
@@ -116,10 +121,10 @@ def _config_from(args: argparse.Namespace, **fixed) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    cfg = _config_from(args)  # a bad value ends here, before torch is imported
     from .training.evaluate import evaluate_run  # deferred: imports torch
     from .training.train import train  # deferred: imports torch
 
-    cfg = _config_from(args)
     done = train(cfg, args.out, progress=not args.no_progress, force=args.force)
     for b in done["budgets"]:
         loss = "-" if b["train_loss"] is None else f"{b['train_loss']:.4f}"
@@ -131,6 +136,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    require_trained_run(args.run_dir)  # a wrong path ends here, before torch is imported
     from .training.evaluate import evaluate_run  # deferred: imports torch
 
     _print_metrics(evaluate_run(args.run_dir, force=args.force))
@@ -166,30 +172,13 @@ def _set_value(text: str) -> tuple[str, object]:
 
 
 def cmd_grid(args) -> int:
-    """Expand a params file and run every incomplete run through the notebooks."""
+    """Expand a params file and run every incomplete run through the notebooks. A dry run
+    makes every check the real run makes (prepare_grid), with the same messages, first."""
     spec = load_params(args.params)
     override = dict(_set_value(s) for s in args.set)
     if args.data_root is not None:
         override["data_root"] = args.data_root
     out = Path(args.out or Path("results") / spec.name)
-    n = len(spec.configs(**override))
-    print(f"grid {spec.source}: {len(spec.datasets)} dataset(s) × {len(spec.methods)} "
-          f"method(s) × {len(spec.seeds)} seed(s) = {n} runs, budgets {list(spec.epochs)} "
-          f"({spec.preset} protocol) -> {out}", flush=True)
-    if args.dry_run:
-        plan = plan_grid(spec.configs(**override), out)
-        for cfg, _run_dir, state, detail in plan:
-            print(f"  {state:<16} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
-        states = [p[2] for p in plan]
-        counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
-        print(f"cost of the whole grid (complete runs included), {args.workers} worker(s):")
-        for line in describe_cost(spec.configs(**override), out, workers=args.workers):
-            print(line)
-        print(f"{n} runs: {counts}; would run the pending and failed ones, re-evaluate "
-              f"(not retrain) those with a stale evaluation, leave those "
-              f"running elsewhere to their grid and refuse those with another config or "
-              f"altered files; nothing was started (--dry-run)")
-        return 0
     if args.scheduler is not None and args.backend != "dask":
         raise ConfigError("--scheduler", args.scheduler, "only goes with --backend dask")
     if args.slurm_options is not None and args.backend != "slurm":
@@ -198,6 +187,27 @@ def cmd_grid(args) -> int:
     slurm_options = None
     if args.backend == "slurm":
         slurm_options = load_slurm_options(args.slurm_options)
+    configs = prepare_grid(spec, out, workers=args.workers, override=override,
+                           backend=args.backend, scheduler=args.scheduler,
+                           check_data=not args.no_data_check, dry_run=args.dry_run)
+    n = len(configs)
+    print(f"grid {spec.source}: {len(spec.datasets)} dataset(s) × {len(spec.methods)} "
+          f"method(s) × {len(spec.seeds)} seed(s) = {n} runs, budgets {list(spec.epochs)} "
+          f"({spec.preset} protocol) -> {out}", flush=True)
+    if args.dry_run:
+        plan = plan_grid(configs, out)
+        for cfg, _run_dir, state, detail in plan:
+            print(f"  {state:<16} {run_label(cfg)}" + (f"  ({detail})" if detail else ""))
+        states = [p[2] for p in plan]
+        counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+        print(f"cost of the whole grid (complete runs included), {args.workers} worker(s):")
+        for line in describe_cost(configs, out, workers=args.workers):
+            print(line)
+        print(f"{n} runs: {counts}; would run the pending and failed ones, re-evaluate "
+              f"(not retrain) those with a stale evaluation, leave those "
+              f"running elsewhere to their grid and refuse those with another config or "
+              f"altered files; nothing was started (--dry-run)")
+        return 0
     report = run_grid(spec, out, workers=args.workers, override=override,
                       progress=not args.no_progress, backend=args.backend,
                       scheduler=args.scheduler, slurm_options=slurm_options,
@@ -221,6 +231,10 @@ def cmd_grid(args) -> int:
 def cmd_verify(args) -> int:
     """Re-check a results folder's runs against their recorded checksums."""
     checks = verify_results(args.results_dir)
+    if not checks:  # nothing checked is not "no problems": most likely the wrong folder
+        raise FileNotFoundError(
+            f"results folder {args.results_dir!r} holds no runs (no DATASET/PROTOCOL/METHOD/"
+            f"seed_N folders and no grid.json naming any); nothing to verify")
     print(format_report(checks, args.results_dir))
     return 0 if all(c.ok for c in checks) else 1
 
@@ -313,7 +327,7 @@ def cmd_mechanism(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ShortErrorParser(
         prog="rkdo", description="Train, evaluate, run grids of, verify and aggregate the "
         "RKDO vs I-Con reproduction. `rkdo COMMAND --help` for each command; the README "
         "shows the two commands most users need (`make reproduce`, `make test`).")
@@ -338,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("params", help="a params file, e.g. params/default.yaml")
     p.add_argument("--out", help="results folder (default: results/<params file name>)")
     p.add_argument("--workers", type=int, default=1,
-                   help="runs executed at once (default 1); on a CPU each gets cores/N "
-                        "torch threads unless the params set threads")
+                   help="runs executed at once (default 1); each uses the config's torch "
+                        "threads (default 1, as a run by hand: the same numbers)")
     p.add_argument("--data-root", help="folder holding cifar10/cifar100/stl10 "
                    "(default: $RKDO_DATA_ROOT or ~/.cache/rkdo/data)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -421,15 +435,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tool_args_bad(prog: str, parser, check, argv: list[str]) -> bool:
+    """`rkdo bench`/`rkdo flops` arguments parsed and checked before the tool (and torch) is
+    imported: --help and argument errors answer at once. True (after one line on stderr)
+    when a value is bad; argparse itself exits for --help and malformed arguments."""
+    try:
+        check(parser().parse_args(argv))
+    except (ConfigError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
+        if _tool_args_bad("rkdo bench", bench_parser, bench_config, argv[1:]):
+            return 2
         from .tools.bench import bench_main  # deferred: imports torch
 
         return bench_main(argv[1:])
     if argv[:1] == ["measure"]:
         return measure_main(argv[1:])
     if argv[:1] == ["flops"]:
+        if _tool_args_bad("rkdo flops", flops_parser, flops_config, argv[1:]):
+            return 2
         from .tools.flops import flops_main  # deferred: imports torch
 
         return flops_main(argv[1:])

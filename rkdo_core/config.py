@@ -19,7 +19,8 @@ Speed fields (see ``rkdo bench`` and README "Performance"): ``matmul_1x1_maps`` 
 ``fused_adam`` are on by default because they change results only at float32 rounding level
 (see their comments below); ``channels_last``, ``fused_views``, ``amp_bf16`` and ``compile``
 change numerics more (or cost a long compile) and are off by default; ``threads`` fixes
-torch's intra-op thread count for the run (None leaves torch's default). Both default-on
+torch's intra-op thread count for the run (1 by default, the same by hand and in a grid;
+None leaves torch's default). Both default-on
 fields off reproduce the earlier loop bit for bit. With them on, a whole default run
 (digits, seed 42, 100 steps, 1 thread) ends at loss 1.7538 (RKDO) / 2.4660 (I-Con) instead of
 1.7064 / 2.4455, and the linear probe at 0.657 / 0.667 instead of 0.685 / 0.676: the same
@@ -146,8 +147,13 @@ class RunConfig:
     # torch.compile the encoder (needs a C++ compiler on CPU; the first step compiles for
     # about a minute with a cold cache, and on a CPU later steps gain little).
     compile: bool = False
-    # torch intra-op threads for this run; None leaves torch's default (all cores).
-    threads: int | None = None
+    # torch intra-op threads for this run; None leaves torch's default (all cores). 1 by
+    # default, by hand and in every grid whatever its --workers: float32 training on a CPU
+    # gives other numbers with another thread count (digits smoke run, seed 42, epoch 2: loss
+    # 1.163695 with 2 threads, 1.163066 with 1), so one default keeps a run by hand and the
+    # same run in a grid equal; a grid gains speed through --workers (two 1-thread runs side
+    # by side did 1.38x the work of one 2-thread run on a 2-core CPU).
+    threads: int | None = 1
     # ---- evaluation (training/evaluate.py; the defaults keep every earlier run's numbers) --
     # full protocol: a fixed, seeded, class-stratified subset of this many train images is
     # the probe's train set and the k-NN memory bank; None = the whole train split.
@@ -541,32 +547,104 @@ def grid_from_dict(data: Any, *, name: str = "grid", source: str | None = None) 
     return spec
 
 
+class NotAGridError(ConfigError):
+    """The file handed to ``rkdo grid`` is not a params (grid) file at all: the message is
+    one line naming the file, what it looks like instead, and the grid files there are."""
+
+    def __init__(self, path: str, what: str, grids: list[str]):
+        self.field, self.value = str(path), "(not a grid)"
+        self.allowed = (f"{path} is not a grid (params) file: {what}; a grid is a YAML "
+                        "mapping with the keys datasets, seeds and epochs"
+                        + (f"; grid files: {', '.join(grids)}" if grids else ""))
+        ValueError.__init__(self, self.allowed)
+
+
+#: keys of the other YAML files of params/ -> what such a file is (for "not a grid")
+_OTHER_YAML = {"table1": "it holds the paper's reported numbers (the aggregation reads it)",
+               "partition": "it is a SLURM options file (rkdo grid ... --backend slurm "
+                            "--slurm-options FILE)",
+               "cluster": "it is a SLURM options file (rkdo grid ... --backend slurm "
+                          "--slurm-options FILE)"}
+
+
+def _not_a_grid(data: Any) -> str | None:
+    """What a parsed file is instead of a grid (``None``: it is meant as one). A mapping
+    counts as a grid with errors when at least as many of its keys are grid keys as not."""
+    if not isinstance(data, Mapping):
+        return f"its content is a YAML {type(data).__name__} (a grid must be a mapping)"
+    known = [k for k in data if k in GRID_KEYS]
+    unknown = [k for k in data if k not in GRID_KEYS]
+    if len(unknown) <= len(known):
+        return None
+    for key, what in _OTHER_YAML.items():
+        if key in data:
+            return what
+    return f"none of its keys {unknown[:4]} is a grid key"
+
+
+def grid_files(folder: str | Path) -> list[str]:
+    """The params (grid) files among ``folder/*.yaml``, sorted: files that parse to a grid
+    mapping (``params/reported.yaml`` and ``slurm.example.yaml`` do not)."""
+    import yaml
+
+    out = []
+    for f in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if data is not None and _not_a_grid(data) is None:
+            out.append(str(f))
+    return out
+
+
+def _nearby_grids(p: Path) -> list[str]:
+    """Grid files next to ``p``, else in ./params (where the README's grids are)."""
+    here = grid_files(p.parent) if p.parent.is_dir() else []
+    return here or (grid_files("params") if Path("params").is_dir() else [])
+
+
 def load_params(path: str | Path) -> GridSpec:
     """Read and validate a ``params/*.yaml`` grid file.
 
-    Raises FileNotFoundError (listing the params files next to it) when it is missing and
-    ConfigError (naming the file, the key, the value and what is allowed) when it is bad.
+    Raises FileNotFoundError (naming the closest grid file and listing the grid files next
+    to it) when it is missing, :class:`NotAGridError` (one line) when the file is not a grid
+    at all (``params/reported.yaml``, ``README.md``), and ConfigError (naming the file, the
+    key, the value and what is allowed) when a grid is bad.
     """
+    import difflib
+
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        near = sorted(str(x) for x in p.parent.glob("*.yaml")) if p.parent.is_dir() else []
+        near = _nearby_grids(p)
+        close = difflib.get_close_matches(str(p), near, n=1, cutoff=0.6)
         raise FileNotFoundError(f"params file {str(p)!r} not found"
-                                + (f"; params files there: {near}" if near else ""))
+                                + (f"; did you mean {close[0]}?" if close else "")
+                                + (f"; grid files: {', '.join(near)}" if near else ""))
     try:
         text = p.read_text()
     except UnicodeDecodeError:
-        raise ConfigError(str(p), "(not text)", "must be a UTF-8 YAML file") from None
+        raise NotAGridError(str(p), "it is not a UTF-8 text file", _nearby_grids(p)) from None
     try:
         data = yaml.load(text, Loader=_unique_key_loader())
     except ConfigError as e:  # a duplicate key: say which file
         raise ConfigError(f"{p}: {e.field}", e.value, e.allowed) from None
     except yaml.YAMLError as e:
-        raise ConfigError(str(p), "(unparsable YAML)", f"must be valid YAML: {e}") from None
+        if p.suffix.lower() not in (".yaml", ".yml"):
+            raise NotAGridError(str(p), "it is not YAML", _nearby_grids(p)) from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(str(p), "(unparsable YAML)",
+                          f"must be valid YAML: {problem}{where}") from None
     if data is None:
         raise ConfigError(str(p), "(empty file)", "a params file must hold at least "
                           "datasets, seeds and epochs; e.g. params/smoke.yaml")
+    what = _not_a_grid(data)
+    if what is not None:
+        raise NotAGridError(str(p), what, _nearby_grids(p))
     return grid_from_dict(data, name=p.stem, source=str(p))
 
 
@@ -594,8 +672,8 @@ def _unique_key_loader():
 
 def same_run_config(a: dict, b: dict) -> bool:
     """Configs equal up to where the data lives (the same files may be mounted elsewhere)
-    and how many CPU threads ran it (a grid picks threads from its worker count, so a
-    resumed grid with other --workers must still find its runs). Fields a config predates
+    and how many CPU threads ran it (grids once picked threads from their worker count,
+    and a resumed grid with ``--set threads=N`` must still find its runs). Fields a config predates
     (e.g. the speed fields) count as their defaults."""
     return not run_config_differences(a, b)
 

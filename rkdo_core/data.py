@@ -774,3 +774,5 @@ _REGISTRY: dict[str, _DatasetSpec] = {
 }
 # Every dataset the facts name can be read, and nothing else: same names, same order.
 assert tuple(_REGISTRY) == DATASET_NAMES
+# the facts' "bundled" (read by the grid's torch-free data check) is the registry's no-root
+assert all(_REGISTRY[n].needs_root != _facts(n).bundled for n in DATASET_NAMES)

@@ -24,6 +24,8 @@ class DatasetFacts:
         in_paper: whether the paper reports numbers on it (its tables' column order).
         train_images: images in the training split the encoder trains on (a full-pass
             "epoch" is ``train_images // batch_size`` optimizer steps).
+        bundled: ships inside an installed package (no data root, no files to check), so
+            a grid's data check need not load it (nor import torch).
     """
 
     name: str
@@ -32,11 +34,12 @@ class DatasetFacts:
     label: str
     in_paper: bool
     train_images: int
+    bundled: bool = False
 
 
 DATASETS: dict[str, DatasetFacts] = {f.name: f for f in (
     # digits: the stratified 70 % of scikit-learn's 1797 (rkdo_core.data)
-    DatasetFacts("digits", 10, 32, "digits", False, 1257),
+    DatasetFacts("digits", 10, 32, "digits", False, 1257, bundled=True),
     DatasetFacts("fashion_mnist", 10, 32, "Fashion-MNIST", False, 60000),
     DatasetFacts("cifar10", 10, 32, "CIFAR-10", True, 50000),
     DatasetFacts("cifar100", 100, 32, "CIFAR-100", True, 50000),

@@ -170,7 +170,7 @@ def test_cli_help_verify_and_aggregate_start_without_torch(tmp_path):
     (tmp_path / "empty").mkdir()
     code = ("from rkdo_core.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            f"assert main(['verify', {str(tmp_path / 'empty')!r}]) == 0\n"
+            f"assert main(['verify', {str(tmp_path / 'empty')!r}]) == 2\n"
             f"assert main(['aggregate', {str(tmp_path / 'nothing')!r}]) == 2")
     assert _torch_free(code, tmp_path) == {"torch": False}
 

@@ -156,13 +156,14 @@ def test_reference_fields_off_reproduce_the_pre_speed_loop_exactly(tmp_path, ref
     order = torch.randperm(images.shape[0], generator=g_data)
     want = []
     model.train()
-    for i in range(3):
-        v1, v2 = two_views(images[order[i * 16:(i + 1) * 16]], g_aug)
-        loss = loss_fn(model(v1), model(v2))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        want.append(float(loss.detach()))
+    with thread_setting(cfg.threads):  # as train() does: another thread count rounds otherwise
+        for i in range(3):
+            v1, v2 = two_views(images[order[i * 16:(i + 1) * 16]], g_aug)
+            loss = loss_fn(model(v1), model(v2))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            want.append(float(loss.detach()))
     assert reference_run == want
 
 

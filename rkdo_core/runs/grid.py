@@ -17,10 +17,14 @@ every file it lists (``rkdo verify`` re-checks them). Before any work starts the
 that the results folder is writable and that every dataset's files are present and intact.
 
 Locally, runs execute in a thread pool of ``workers`` threads; each thread only waits on its own
-papermill kernel (a separate process), which does the work. On a CPU every run then gets
-``cores // workers`` torch threads unless the params file sets ``threads`` (two 1-thread
-runs side by side do more work than one 2-thread run on a 2-core CPU; `rkdo bench` measures
-the ratio on the machine at hand).
+papermill kernel (a separate process), which does the work. Every run uses the config's
+``threads`` (default 1, whatever ``workers`` is: float32 training on a CPU gives other numbers
+with another thread count, so a run of the grid and the same run by hand agree only with the
+same threads; two 1-thread runs side by side also do more work than one 2-thread run on a
+2-core CPU, `rkdo bench` measures the ratio on the machine at hand).
+
+:func:`prepare_grid` is every check made before a run starts; ``rkdo grid --dry-run`` makes
+the same checks (creating nothing, downloading nothing) before it prints its plan.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..config import ConfigError, GridSpec, RunConfig
+from ..datasets import facts
+from ..errors import DatasetUnavailableError
 from ..layout import ENVIRONMENT, GRID_RECORD, run_dir_for, run_label
 from ..runio import installed_packages, write_atomic, write_json_atomic
 from . import backends
@@ -79,11 +85,18 @@ def plan_grid(configs: list[RunConfig], out: str | Path
     return plan
 
 
-def check_writable(out: Path) -> None:
-    """ConfigError naming the folder when results cannot be written there."""
+def check_writable(out: Path, *, create: bool = True) -> None:
+    """ConfigError naming the folder when results cannot be written there. ``create=False``
+    (a dry run) creates nothing that stays: a folder that does not exist yet is checked
+    through the nearest existing folder above it, where the real run would create it."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".rkdo-write-test-", dir=out)
+        probe_dir = out
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+        else:
+            while not probe_dir.exists() and probe_dir.parent != probe_dir:
+                probe_dir = probe_dir.parent
+        fd, probe = tempfile.mkstemp(prefix=".rkdo-write-test-", dir=probe_dir)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -91,22 +104,53 @@ def check_writable(out: Path) -> None:
                           + describe_os_error(e)) from None
 
 
-def check_datasets(configs: list[RunConfig]) -> None:
+def check_datasets(configs: list[RunConfig], *, download: bool = True) -> None:
     """Load every dataset the grid needs once, before any run starts: missing or truncated
     files (md5 checked by torchvision) raise DatasetUnavailableError naming them. This also
-    downloads a missing dataset once, where the network allows, instead of in every run."""
-    from ..data import load_dataset  # deferred: imports torch, only needed here
-
+    downloads a missing dataset once, where the network allows, instead of in every run
+    (``download=False``, a dry run: it says that the real run would try to). Bundled datasets
+    (digits) have no files to check and are skipped, so their grids never import torch here."""
     seen = set()
     for cfg in configs:
         key = (cfg.dataset, cfg.data_root, cfg.image_size)
-        if key not in seen:
-            seen.add(key)
-            load_dataset(cfg.dataset, data_root=cfg.data_root, image_size=cfg.image_size)
+        if key in seen or facts(cfg.dataset).bundled:
+            continue
+        seen.add(key)
+        from ..data import load_dataset  # deferred: imports torch, only needed here
+
+        try:
+            load_dataset(cfg.dataset, data_root=cfg.data_root, image_size=cfg.image_size,
+                         download=download)
+        except DatasetUnavailableError as e:
+            if download:
+                raise
+            msg = str(e).replace("call with download=True where the network is reachable",
+                                 "run the grid without --dry-run where the network is "
+                                 "reachable (it downloads missing files first)")
+            raise DatasetUnavailableError(
+                f"{msg}\n(--dry-run downloads nothing; --no-data-check skips this check)"
+            ) from e
 
 
-def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+def prepare_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
+                 override: dict[str, Any] | None = None, backend: str = "local",
+                 scheduler: str | None = None, check_data: bool = True,
+                 dry_run: bool = False) -> list[RunConfig]:
+    """Every check made before a run of the grid starts, in order, and the runs' configs:
+    ``workers``, ``backend``/``scheduler``, every run's config, a writable results folder,
+    and (``check_data``) every dataset present and intact. A ``dry_run`` makes the same
+    checks with the same messages but creates no folder and downloads nothing."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError("workers", workers, "must be a positive integer")
+    if backend not in backends.BACKENDS:
+        raise ConfigError("--backend", backend, f"allowed: {list(backends.BACKENDS)}")
+    if scheduler is not None and backend != "dask":
+        raise ConfigError("--scheduler", scheduler, "only goes with --backend dask")
+    configs = spec.configs(**(override or {}))
+    check_writable(Path(out), create=not dry_run)
+    if check_data:
+        check_datasets(configs, download=not dry_run)
+    return configs
 
 
 def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
@@ -121,26 +165,14 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
     ``override`` sets RunConfig fields for every run (e.g. ``data_root``, ``device``).
     ``backend`` is ``local``, ``dask`` (``scheduler``: a ``tcp://HOST:PORT`` address, else
     an embedded LocalCluster of ``workers`` processes) or ``slurm`` (``slurm_options`` from
-    :func:`rkdo_core.runs.backends.load_slurm_options`). Before anything runs, the results folder
-    must be writable and (``check_data``) every dataset present and intact.
+    :func:`rkdo_core.runs.backends.load_slurm_options`). Before anything runs,
+    :func:`prepare_grid` checks everything (the results folder must be writable and, with
+    ``check_data``, every dataset present and intact).
     """
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError("workers", workers, "must be a positive integer")
-    if backend not in backends.BACKENDS:
-        raise ConfigError("--backend", backend, f"allowed: {list(backends.BACKENDS)}")
-    if scheduler is not None and backend != "dask":
-        raise ConfigError("--scheduler", scheduler, "only goes with --backend dask")
     override = dict(override or {})
-    # cores//workers describes this machine: right for local runs and an embedded cluster
-    on_this_machine = backend == "local" or (backend == "dask" and scheduler is None)
-    if (on_this_machine and workers > 1 and "threads" not in spec.config
-            and "threads" not in override):
-        override["threads"] = default_threads(workers)
-    configs = spec.configs(**override)
+    configs = prepare_grid(spec, out, workers=workers, override=override, backend=backend,
+                           scheduler=scheduler, check_data=check_data)
     out = Path(out)
-    check_writable(out)
-    if check_data:
-        check_datasets(configs)
     write_json_atomic(out / GRID_RECORD, {**spec.to_dict(), "override": override,
                                           "workers": workers, "backend": backend})
     env = installed_packages().encode()  # the exact environment, beside the grid record

@@ -32,9 +32,7 @@ prefetches in the background), so load from other jobs hits all of them alike.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -44,7 +42,6 @@ import resource
 import sys
 import tempfile
 import time
-import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +64,8 @@ from ..training.train import (
     train,
     train_step,
 )
+from .args import bench_config
+from .args import bench_parser as build_parser
 
 GiB = 1024**3
 #: Targets of the speed issue, checked in the output (never in timed tests).
@@ -744,66 +743,11 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rkdo bench",
-        description="Training-step speed: ours vs the reference pipeline, RKDO vs I-Con, "
-                    "FLOP rate, peak memory, grid-level savings (see rkdo_core/bench.py).")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per figure (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (default 3)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads (default: the faster of 1 and all cores, measured)")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a RunConfig field of our step, e.g. --set channels_last=true "
-                        "(repeatable)")
-    p.add_argument("--no-grid", action="store_true",
-                   help="skip the side-by-side processes (grid step counts are still given)")
-    p.add_argument("--profile", action="store_true",
-                   help="also list the top operators of our step (torch.profiler)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead")
-    return p
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-
-    hints = typing.get_type_hints(RunConfig)
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in names:
-            raise ConfigError(key or item, item, "--set takes FIELD=VALUE with a RunConfig field")
-        hint = hints[key]
-        if hint is bool:
-            low = text.lower()
-            if low not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
-                raise ConfigError(key, text, "must be true or false")
-            out[key] = low in {"true", "1", "yes", "on"}
-        elif text.lower() in {"none", "null"}:
-            out[key] = None
-        elif hint in (int, int | None):
-            out[key] = int(text)
-        elif hint is float:
-            out[key] = float(text)
-        else:
-            out[key] = text
-    return out
-
-
 def bench_main(argv: list[str] | None = None) -> int:
     """Entry point of ``rkdo bench`` (wired into the CLI); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        config = RunConfig(dataset=args.dataset, batch_size=args.batch_size, device=args.device,
-                           **_parse_set(args.set))
-        if args.steps < 1 or args.warmup < 0:
-            raise ConfigError("steps", args.steps, "--steps must be >= 1 and --warmup >= 0")
-        if args.threads is not None and args.threads < 1:
-            raise ConfigError("threads", args.threads, "must be a positive integer")
+        config = bench_config(args)
         log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
         result = run_benchmark(config, steps=args.steps, warmup=args.warmup,
                                threads=args.threads, grid=not args.no_grid,

@@ -22,7 +22,6 @@ The counting itself is :mod:`rkdo_core.training.stepflops` (what the evaluation 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -44,6 +43,8 @@ from ..training.stepflops import (
     step_flops,
 )
 from ..training.train import encode_views, load_data, thread_setting, train_step
+from .args import flops_config
+from .args import flops_parser as build_parser
 from .bench import OurStep, interleaved, summarize, time_losses
 
 #: (method, depth) of the measured variants; I-Con has no recursion (depth 0 in the rows).
@@ -258,38 +259,11 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rkdo flops",
-        description="FLOPs per optimizer step of RKDO depth 1 and 3 (and I-Con): forward "
-                    "with the torch profiler as the paper did, forward+backward with "
-                    "FlopCounterMode, and measured wall time per step (rkdo_core/flops.py).")
-    p.add_argument("--steps", type=int, default=10,
-                   help="timed steps per variant (default 10)")
-    p.add_argument("--warmup", type=int, default=2,
-                   help="untimed warm-up steps per variant (default 2)")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="images per batch (default 64, the paper's; smaller for quick checks)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (default 1: on a small shared CPU two threads "
-                        "stall on each other and the times scatter by 10x)")
-    p.add_argument("--json", action="store_true", help="print the JSON result instead")
-    p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON to FILE")
-    return p
-
-
 def flops_main(argv: list[str] | None = None) -> int:
     """Entry point of ``rkdo flops``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if args.steps < 1:
-            raise ConfigError("steps", args.steps, "--steps must be an integer >= 1")
-        if args.warmup < 0:
-            raise ConfigError("warmup", args.warmup, "--warmup must be an integer >= 0")
-        if args.threads is not None and args.threads < 1:
-            raise ConfigError("threads", args.threads, "--threads must be an integer >= 1")
-        config = RunConfig(dataset="digits", batch_size=args.batch_size, device=args.device)
+        config = flops_config(args)
         resolve_device(config.device)  # an unavailable device fails here, before any work
         log = (lambda s: None) if args.json else (lambda s: print(s, file=sys.stderr))
         with thread_setting(args.threads):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runio import read_json, write_json_atomic
+from .args import ShortErrorParser
 
 DEFAULT_OUT = "figures/timings.json"
 
@@ -85,7 +86,7 @@ def measure(name: str, command: list[str], *, disk: str | None = None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rkdo measure", description=__doc__.split("\n\n")[0])
+    p = ShortErrorParser(prog="rkdo measure", description=__doc__.split("\n\n")[0])
     p.add_argument("--name", required=True, help="the command as the README shows it")
     p.add_argument("--disk", help="a folder whose size after the command is recorded")
     p.add_argument("--note", help="a short note shown beside the measurement")
