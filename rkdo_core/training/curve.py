@@ -210,6 +210,7 @@ def plan(spec: CurveSpec) -> tuple[list[Job], dict[str, Any]]:
     the CSV. Raises ConfigError / DatasetUnavailableError before anything is trained."""
     check_spec(spec)
     base = base_config(spec)
+    resolve_device(base.device)  # ConfigError here, before any process starts
     data = load_dataset(base.dataset, data_root=base.data_root, image_size=base.image_size)
     n_train, n_test = data.train.images.shape[0], data.test.images.shape[0]
     _check_sizes(spec, n_train, n_test, data.num_classes, base.probe_cv_folds, base.dataset)
