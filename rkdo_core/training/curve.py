@@ -287,6 +287,7 @@ class _Evaluator:
         feats_tr = embed_all(model, self.train_x)[cfg.eval_features]
         feats_te = embed_all(model, self.test_x)[cfg.eval_features]
         del model
+        t_embed = time.perf_counter()
         cs = probe_cs(cfg.probe_cv_cs)
         with warnings.catch_warnings():
             # convergence is recorded per row (``converged``), not printed per fit
@@ -295,12 +296,16 @@ class _Evaluator:
                                     folds=cfg.probe_cv_folds, seed=EVAL_SEED)
             per_c = linear_probe_accuracies(feats_tr, self.train_y, feats_te, self.test_y,
                                             Cs=cs, seed=EVAL_SEED)
+        t_probe = time.perf_counter()
         knn20 = knn_weighted_accuracy(feats_tr, self.train_y, feats_te, self.test_y,
                                       k=KNN_K, temperature=KNN_TEMPERATURE)
         knn5 = knn_weighted_accuracy(feats_tr, self.train_y, feats_te, self.test_y,
                                      k=KNN_SMALL_K, temperature=KNN_TEMPERATURE)
         agree = neighborhood_accuracy_cosine(feats_te, self.test_y, k=KNN_COSINE_K)
         seconds = time.perf_counter() - t0
+        #: where the evaluation's time went (printed with the progress line)
+        self.last_split = {"embedding": t_embed - t0, "probes": t_probe - t_embed,
+                           "k-NN": t0 + seconds - t_probe}
         common = {"method": cfg.method, "seed": cfg.seed, "step": int(record["steps"]),
                   "train_loss": record["train_loss"], **self.job.settings,
                   "threads": torch.get_num_threads(), "workers": self.job.spec.workers,
@@ -339,7 +344,7 @@ def run_job(job: Job, sink: Callable[[list[dict[str, Any]]], None]) -> int:
             rows = ev.rows(record, ckpt, per_step)
             sink(rows)
             done += 1
-            _report(cfg, step, rows, job.spec.progress)
+            _report(cfg, step, rows, ev.last_split, job.spec.progress)
         if not job.spec.keep_checkpoints:
             ckpt.unlink(missing_ok=True)
         last["t"], last["steps"] = time.perf_counter(), step
@@ -365,7 +370,8 @@ def _reusable(run: Path, cfg: RunConfig, missing: set[int]) -> bool:
     return all(s in by_step and checkpoint_path(run, by_step[s]).is_file() for s in missing)
 
 
-def _report(cfg: RunConfig, step: int, rows: list[dict[str, Any]], progress: bool) -> None:
+def _report(cfg: RunConfig, step: int, rows: list[dict[str, Any]],
+            split: dict[str, float], progress: bool) -> None:
     if not progress:
         return
     r = {x["metric"]: x for x in rows if x["metric"] != "linear_C"}
@@ -373,7 +379,8 @@ def _report(cfg: RunConfig, step: int, rows: list[dict[str, Any]], progress: boo
     print(f"{cfg.method} seed {cfg.seed} step {step}: linear_cv {r['linear_cv']['value']:.4f} "
           f"(C={r['linear_cv']['C']:.3g})  knn20 {r['knn20']['value']:.4f}  knn5 "
           f"{r['knn5']['value']:.4f}  ({rows[0]['threads']} thread(s); evaluation "
-          f"{rows[0]['eval_seconds']:.1f} s"
+          f"{rows[0]['eval_seconds']:.1f} s: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
           + (f", training {pace:.3f} s/step" if pace is not None else "") + ")", flush=True)
 
 
