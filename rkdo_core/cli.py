@@ -1,5 +1,5 @@
-"""The ``rkdo`` command line: train, evaluate, grid, verify, aggregate, theory, mechanism, bench,
-flops.
+"""The ``rkdo`` command line: train, evaluate, grid, curve, verify, aggregate, theory, mechanism,
+bench, flops.
 
 Every RunConfig field is an option (``--steps-per-epoch``, ``--alpha`` …), generated from
 the dataclass so the CLI and the config cannot drift apart. Options not given keep the
@@ -8,8 +8,8 @@ exit status 2, never a traceback.
 
 `rkdo --help`, `rkdo verify` and `rkdo aggregate` never import torch (the grid's and the
 aggregation's work happens in notebook kernels; `rkdo grid` imports it only to check a
-dataset's files, never for digits). The commands that need it — train, evaluate, bench,
-flops — import their module only once their arguments, values and paths are checked, so
+dataset's files, never for digits). The commands that need it — train, evaluate, curve,
+bench, flops — import their module only once their arguments, values and paths are checked, so
 ``--help`` and every argument or path error answer at once (tools/args.py holds bench's and
 flops's torch-free parsers). An argument error is two lines: the error naming the argument,
 the value and what is allowed, and ``see rkdo CMD --help``.
@@ -228,6 +228,36 @@ def cmd_grid(args) -> int:
     return 0
 
 
+def _methods(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def cmd_curve(args) -> int:
+    """Learning curve: train one run per (method, seed) to the largest step budget,
+    evaluate every budget into the CSV, then draw the figure from the CSV."""
+    from .reporting.curve_figure import write_figure  # deferred: imports matplotlib
+
+    if not args.plot_only:
+        from .training.curve import CurveSpec, run_curve  # deferred: imports torch
+
+        spec = CurveSpec(
+            methods=_methods(args.methods), seeds=parse_int_list(args.seeds, "seeds"),
+            steps=parse_int_list(args.steps, "steps"), probe_images=args.probe_images,
+            test_images=args.test_images, csv=args.csv,
+            runs_dir=args.runs_dir, workers=args.workers, threads=args.threads,
+            overrides=dict(_set_value(s) for s in args.set), data_root=args.data_root,
+            keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress,
+            **({"params": args.params} if args.params else {}))
+        done = run_curve(spec)
+        print(f"{done['evaluated']} checkpoint(s) evaluated in {done['jobs']} run(s) "
+              f"({done['seconds']:.0f} s) -> {done['csv']}")
+    if args.no_plot:
+        return 0
+    for path in write_figure(args.csv):
+        print(f"written: {path}")
+    return 0
+
+
 def cmd_verify(args) -> int:
     """Re-check a results folder's runs against their recorded checksums."""
     checks = verify_results(args.results_dir)
@@ -375,6 +405,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (logs, batch jobs)")
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser(
+        "curve", help="learning curve on Fashion-MNIST: probe and k-NN accuracy of the "
+        "encoder against optimizer steps, per method and seed (CSV, figure, caption)",
+        description="Train one run per (method, seed) with the params file's config up to "
+        "the largest step budget, evaluate the encoder at every budget (the fixed probe-"
+        "train and test subsets embedded once per checkpoint: CV linear probe, the probe at "
+        "each C, weighted 20-NN and 5-NN, 5-NN agreement), append the rows to the CSV as "
+        "they are computed (a re-run skips those there), then draw the figure and caption "
+        "beside the CSV from the CSV alone.")
+    p.add_argument("--params", default=None, help="params file whose config the runs use "
+                   "(default: params/fashion.yaml of this project)")
+    p.add_argument("--methods", default="icon,rkdo", help="comma-separated (default "
+                   "icon,rkdo)")
+    p.add_argument("--seeds", default="42,123", help="comma-separated (default 42,123)")
+    p.add_argument("--steps", default="0,100,250,500,1000,1500",
+                   help="optimizer-step budgets, increasing, 0 = the untrained encoder "
+                        "(default 0,100,250,500,1000,1500)")
+    p.add_argument("--probe-images", type=int, default=5000, help="size of the fixed "
+                   "stratified subset of train images: the probe's train set and the k-NN "
+                   "memory bank (default 5000)")
+    p.add_argument("--test-images", type=int, default=2000, help="size of the fixed "
+                   "stratified subset of test images scored (default 2000)")
+    p.add_argument("--csv", default="figures/fashion_learning_curve.csv",
+                   help="the rows (default figures/fashion_learning_curve.csv); the .png, "
+                        ".pdf and .md go beside it")
+    p.add_argument("--runs-dir", default="results/fashion_curve",
+                   help="run folders with the checkpoints (default results/fashion_curve)")
+    p.add_argument("--workers", type=int, default=1, help="(method, seed) runs at once, "
+                   "each in its own process (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run "
+                   "(default: 1 with --workers > 1, else torch's default)")
+    p.add_argument("--data-root", help="folder holding the dataset (default: "
+                   "$RKDO_DATA_ROOT or ~/.cache/rkdo/data; Fashion-MNIST also "
+                   "/usr/share/datasets/fashion-mnist)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set a RunConfig field for every run (repeatable), e.g. device=cuda")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each checkpoint after evaluating it (default: delete it)")
+    p.add_argument("--plot-only", action="store_true",
+                   help="train nothing: draw the figure and caption from the CSV")
+    p.add_argument("--no-plot", action="store_true", help="compute the rows, draw nothing")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars or per-checkpoint lines")
+    p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("verify", help="re-check a results folder: list missing, partial or "
                        "altered runs (recorded sha256); exit 1 if any")

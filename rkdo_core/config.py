@@ -91,6 +91,12 @@ class ConfigError(ValueError):
         self.allowed = allowed
         super().__init__(f"invalid config value {field_name}={_safe_repr(value)}: {allowed}")
 
+    def __reduce__(self):
+        # pickle by the three arguments (the default passes the message alone to __init__,
+        # which fails): raised in a worker process (`rkdo curve --workers`), it reaches the
+        # parent as the same error
+        return (type(self), (self.field, self.value, self.allowed))
+
 
 def _safe_repr(value: Any) -> str:
     """repr, except for an int too long for Python to print (over 4300 digits)."""

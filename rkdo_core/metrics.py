@@ -243,6 +243,39 @@ def linear_probe_cv(train_features, train_labels, test_features, test_labels, *,
                        seed=int(seed))
 
 
+def linear_probe_accuracies(train_features, train_labels, test_features, test_labels, *,
+                            Cs: Sequence[float] = PROBE_CS, seed: int = 42,
+                            max_iter: int = 10_000) -> dict[float, tuple[float, bool]]:
+    """Test accuracy of :func:`linear_probe_cv`'s pipeline at every C of ``Cs``, no CV:
+    for each C the same ``StandardScaler`` → ``LogisticRegression`` pipeline is fitted on
+    all train features and scored on the test set. Returns ``{C: (accuracy, converged)}``.
+    At the C that :func:`linear_probe_cv` chose (same ``seed`` and ``max_iter``), the
+    accuracy is exactly its ``accuracy`` (the same deterministic fit). ConvergenceWarnings
+    are not re-issued: ``converged`` says whether each fit converged."""
+    x, y = _check(train_features, train_labels, "train_features")
+    x_test, y_test = _check(test_features, test_labels, "test_features")
+    if x_test.shape[1] != x.shape[1]:
+        raise ValueError(f"test_features must have {x.shape[1]} columns like train_features; "
+                         f"got {x_test.shape[1]}")
+    cs = sorted(float(c) for c in Cs)
+    if not cs or not all(np.isfinite(c) and c > 0 for c in cs) or len(set(cs)) != len(cs):
+        raise ValueError(f"Cs must be a non-empty list of distinct finite numbers > 0; "
+                         f"got Cs={list(Cs)}")
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"train_labels must hold at least 2 classes; got {np.unique(y)}")
+    out: dict[float, tuple[float, bool]] = {}
+    for c in cs:
+        pipe = _probe_pipeline(c, max_iter, seed)
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            pipe.fit(x, y)
+        n_iter = int(np.max(pipe.named_steps["clf"].n_iter_))
+        _reemit(list(records))
+        converged = not any(_is_convergence(w) for w in records) and n_iter < max_iter
+        out[c] = (float(pipe.score(x_test, y_test)), converged)
+    return out
+
+
 def _unit_rows(x: np.ndarray, name: str) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if (norms == 0).any():

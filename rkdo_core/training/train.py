@@ -99,11 +99,20 @@ def load_data(config: RunConfig) -> DatasetSplits:
 
 
 def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
-          force: bool = False) -> dict[str, Any]:
+          force: bool = False,
+          on_checkpoint: Callable[[dict[str, Any], Path], None] | None = None
+          ) -> dict[str, Any]:
     """Train one run to every budget in ``config.epochs``; returns the completion record.
 
     A complete run is not retrained unless ``force``; a partial one is started afresh.
     Same config on CPU -> identical loss log and identical checkpoint weights.
+
+    ``on_checkpoint(record, path)``, if given, is called as soon as each budget's
+    checkpoint (budget 0 included) is written, with that budget's record (``epoch``,
+    ``steps``, ``train_loss``) and the checkpoint's path, inside the run's thread setting
+    (`rkdo curve` evaluates there, so a killed run keeps what it evaluated). It must leave
+    the model and the generators alone (it gets neither); it is not called for a complete
+    run that is returned as it is.
     """
     out = Path(out_dir)
     if is_trained(out) and not force:
@@ -122,10 +131,12 @@ def train(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     out.mkdir(parents=True, exist_ok=True)
 
     with thread_setting(config.threads):
-        return _train(config, out, progress=progress)
+        return _train(config, out, progress=progress, on_checkpoint=on_checkpoint)
 
 
-def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
+def _train(config: RunConfig, out: Path, *, progress: bool,
+           on_checkpoint: Callable[[dict[str, Any], Path], None] | None = None
+           ) -> dict[str, Any]:
     device = resolve_device(config.device)  # ConfigError where this machine lacks it
     data = load_data(config)
     n_train = data.train.images.shape[0]
@@ -156,6 +167,8 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
             f"{config.method} seed {config.seed}: the untrained encoder's loss (budget 0, "
             f"step 0) is {records[0]['train_loss']}; nothing was trained and the run is not "
             f"marked complete")
+    if on_checkpoint is not None:
+        on_checkpoint(dict(records[0]), checkpoint_path(out, 0))
     step = 0
     t_start = time.perf_counter()
     bar = tqdm(total=config.max_epochs * n_steps, desc=f"{config.method} seed {config.seed}",
@@ -203,6 +216,8 @@ def _train(config: RunConfig, out: Path, *, progress: bool) -> dict[str, Any]:
                 torch_save_atomic(checkpoint_path(out, epoch),
                                   _checkpoint(model, epoch, step, rec["train_loss"]))
                 records[epoch] = rec
+                if on_checkpoint is not None:
+                    on_checkpoint(dict(rec), checkpoint_path(out, epoch))
     done = {"config": config.to_dict(), "steps_per_epoch": n_steps,
             "budgets": [records[b] for b in sorted(records)],
             "seconds": round(time.perf_counter() - t_start, 3), "device": str(device)}
