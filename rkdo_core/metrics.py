@@ -159,6 +159,21 @@ def _reemit(records: list[warnings.WarningMessage]) -> None:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
+def _probe_inputs(train_features, train_labels, test_features, test_labels, Cs):
+    """The probes' checked inputs: (x, y, x_test, y_test, sorted Cs); ValueError naming the
+    argument for mismatched columns or Cs that are not distinct finite numbers > 0."""
+    x, y = _check(train_features, train_labels, "train_features")
+    x_test, y_test = _check(test_features, test_labels, "test_features")
+    if x_test.shape[1] != x.shape[1]:
+        raise ValueError(f"test_features must have {x.shape[1]} columns like train_features; "
+                         f"got {x_test.shape[1]}")
+    cs = sorted(float(c) for c in Cs)
+    if not cs or not all(np.isfinite(c) and c > 0 for c in cs) or len(set(cs)) != len(cs):
+        raise ValueError(f"Cs must be a non-empty list of distinct finite numbers > 0; "
+                         f"got Cs={list(Cs)}")
+    return x, y, x_test, y_test, cs
+
+
 def linear_probe_cv(train_features, train_labels, test_features, test_labels, *,
                     Cs: Sequence[float] = PROBE_CS, folds: int = 5, seed: int = 42,
                     max_iter: int = 10_000) -> ProbeResult:
@@ -188,15 +203,8 @@ def linear_probe_cv(train_features, train_labels, test_features, test_labels, *,
 
     Returns a :class:`ProbeResult`.
     """
-    x, y = _check(train_features, train_labels, "train_features")
-    x_test, y_test = _check(test_features, test_labels, "test_features")
-    if x_test.shape[1] != x.shape[1]:
-        raise ValueError(f"test_features must have {x.shape[1]} columns like train_features; "
-                         f"got {x_test.shape[1]}")
-    cs = sorted(float(c) for c in Cs)
-    if not cs or not all(np.isfinite(c) and c > 0 for c in cs) or len(set(cs)) != len(cs):
-        raise ValueError(f"Cs must be a non-empty list of distinct finite numbers > 0; "
-                         f"got Cs={list(Cs)}")
+    x, y, x_test, y_test, cs = _probe_inputs(train_features, train_labels, test_features,
+                                             test_labels, Cs)
     if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
         raise ValueError(f"folds must be an integer >= 2; got folds={folds!r}")
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
@@ -252,15 +260,8 @@ def linear_probe_accuracies(train_features, train_labels, test_features, test_la
     At the C that :func:`linear_probe_cv` chose (same ``seed`` and ``max_iter``), the
     accuracy is exactly its ``accuracy`` (the same deterministic fit). ConvergenceWarnings
     are not re-issued: ``converged`` says whether each fit converged."""
-    x, y = _check(train_features, train_labels, "train_features")
-    x_test, y_test = _check(test_features, test_labels, "test_features")
-    if x_test.shape[1] != x.shape[1]:
-        raise ValueError(f"test_features must have {x.shape[1]} columns like train_features; "
-                         f"got {x_test.shape[1]}")
-    cs = sorted(float(c) for c in Cs)
-    if not cs or not all(np.isfinite(c) and c > 0 for c in cs) or len(set(cs)) != len(cs):
-        raise ValueError(f"Cs must be a non-empty list of distinct finite numbers > 0; "
-                         f"got Cs={list(Cs)}")
+    x, y, x_test, y_test, cs = _probe_inputs(train_features, train_labels, test_features,
+                                             test_labels, Cs)
     if len(np.unique(y)) < 2:
         raise ValueError(f"train_labels must hold at least 2 classes; got {np.unique(y)}")
     out: dict[float, tuple[float, bool]] = {}
