@@ -52,6 +52,7 @@ from .runs.runner import describe_os_error
 from .runs.site import build_site
 from .tools.args import ShortErrorParser, bench_config, bench_parser, flops_config, flops_parser
 from .tools.measure import measure_main
+from .tools.profile import profile_main
 
 _NONE_WORDS = {"none", "full", "all"}
 
@@ -504,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("measure", add_help=False,
                    help="time a command and the disk a folder holds after it, into "
                         "figures/timings.json (rkdo measure --help)")
+    sub.add_parser("profile", add_help=False,
+                   help="where a results folder's wall time went: training, evaluation, the "
+                        "rest, per protocol; make-log stages (rkdo profile --help)")
     sub.add_parser("flops", add_help=False,
                    help="FLOPs per optimizer step of RKDO depth 1 and 3 (and I-Con), two "
                         "conventions, and wall time per step (rkdo flops --help)")
@@ -532,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     if argv[:1] == ["measure"]:
         return measure_main(argv[1:])
+    if argv[:1] == ["profile"]:
+        return profile_main(argv[1:])
     if argv[:1] == ["flops"]:
         if _tool_args_bad("rkdo flops", flops_parser, flops_config, argv[1:]):
             return 2

@@ -215,3 +215,36 @@ def test_concurrent_notebooks_each_run_in_their_folder_and_leave_the_process_cwd
     for i in range(3):
         assert (tmp_path / f"run{i}" / "where.txt").read_text() == str(
             (tmp_path / f"run{i}").resolve())
+
+
+def _probe_notebook(path: Path, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
+        "name": "rkdo", "language": "python", "display_name": "rkdo-suite (.venv)"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
+                *(nbformat.v4.new_code_cell(s) for s in sources)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_shared_kernel_runs_each_notebook_as_a_fresh_one_would(tmp_path):
+    """A grid run's two notebooks execute in one kernel (imports once): the second sees
+    none of the first's variables, numbers its cells from 1 and runs in the same process."""
+    from rkdo_core.runs.notebooks import shared_kernel
+
+    first = _probe_notebook(tmp_path / "first.ipynb",
+                            "import os\nsecret = 41 + x\nprint(os.getpid())")
+    second = _probe_notebook(tmp_path / "second.ipynb",
+                             "import os\nnames = dir()\nprint(sorted(k for k in "
+                             "('secret', 'os', 'x') if k in names))\nprint(os.getpid())")
+    with shared_kernel(cwd=tmp_path) as k:
+        a = execute_notebook(first, tmp_path / "a.ipynb", {"x": 1}, cwd=tmp_path, kernel=k)
+        b = execute_notebook(second, tmp_path / "b.ipynb", {"x": 2}, cwd=tmp_path, kernel=k)
+        assert k.km.is_alive()
+    assert not k.km.is_alive()  # shut down with the block
+    nb_a, nb_b = (nbformat.read(p, as_version=4) for p in (a, b))
+    pid_a = nb_a.cells[-1].outputs[0]["text"].split()[-1]
+    seen, pid_b = nb_b.cells[-1].outputs[0]["text"].strip().splitlines()
+    assert seen == "['os', 'x']"  # 'secret' is gone; x is the injected parameter
+    assert pid_a == pid_b  # one kernel process
+    counts = [c.execution_count for c in nb_b.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))

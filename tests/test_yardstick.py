@@ -163,3 +163,19 @@ def test_old_metrics_files_are_recomputed(runs):
               "train_flops", "linear_eval"):
         assert new[k] == pytest.approx(results[1][k], rel=1e-6)
     assert new["eval_version"] == EVAL_VERSION
+
+
+def test_own_view_embeddings_give_the_very_same_yardstick(runs, test_images):
+    """evaluate_run scores the epoch-0 checkpoint from its teacher embeddings (the same
+    model's views, computed once per run) instead of a second forward pass: every value
+    must be bit-identical to the forward passes', and mismatched embeddings refused."""
+    from rkdo_core.training.yardstick import view_embeddings
+
+    run, cfg, _ = runs[("rkdo", 42)]
+    model = load_encoder(cfg, checkpoint_path(run, 0), torch.device("cpu"))
+    own = view_embeddings(model, test_images, cfg.batch_size)
+    forward = yardstick(model, test_images, cfg, teacher=own)
+    reused = yardstick(model, test_images, cfg, teacher=own, own=own)
+    assert reused == forward  # exact equality of every float
+    with pytest.raises(ValueError, match="own must be the model's view_embeddings"):
+        yardstick(model, test_images, cfg.replace(batch_size=8), own=own)

@@ -38,7 +38,7 @@ from ..layout import (
 from ..runio import git_state, read_json, write_json_atomic
 from .integrity import checksums, leftover_temporaries, size_changes
 from .locks import RunLocked, run_lock
-from .notebooks import execute_notebook
+from .notebooks import SharedKernel, execute_notebook, shared_kernel
 
 
 def notebook_params(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -64,13 +64,16 @@ class RunOutcome:
     notebook: Path | None = None  # the executed notebook that shows the error
 
 
-def _execute(name: str, run_dir: Path, params: dict[str, Any], kernel: str | None) -> Path:
+def _execute(name: str, run_dir: Path, params: dict[str, Any], kernel: str | None,
+             shared: SharedKernel | None = None) -> Path:
     """Execute notebook ``name`` into ``run_dir/name`` via a temporary file, renamed into
-    place whether or not it fails (the failed notebook is the record of the failure)."""
+    place whether or not it fails (the failed notebook is the record of the failure).
+    ``shared``: the run's kernel (both notebooks of a run execute in one kernel)."""
     final = run_dir / name
     partial = run_dir / f"{PARTIAL_PREFIX}{name}"
     try:
-        execute_notebook(name, partial, params, kernel_name=kernel, cwd=run_dir)
+        execute_notebook(name, partial, params, kernel_name=kernel, cwd=run_dir,
+                         kernel=shared)
     finally:
         if partial.exists():
             os.replace(partial, final)
@@ -126,10 +129,14 @@ def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None,
     for _attempt in range(KERNEL_ATTEMPTS):
         nb = run_dir / TRAIN_NOTEBOOK
         try:
-            if not evaluate_only:
-                _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel)
-            nb = run_dir / EVALUATE_NOTEBOOK
-            _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, kernel)
+            # one kernel for both notebooks (imports once; namespace cleared in between)
+            with shared_kernel(kernel, cwd=run_dir) as shared:
+                if not evaluate_only:
+                    _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel,
+                             shared)
+                nb = run_dir / EVALUATE_NOTEBOOK
+                _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, kernel,
+                         shared)
             missing = [f for f in expected_files(cfg.epochs) if not (run_dir / f).exists()]
             if missing:
                 raise _MissingFiles(f"the notebooks ran but these files are missing: {missing}")

@@ -211,7 +211,9 @@ def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[
                      "probe_train_images": int(probe_idx.shape[0])}
         else:
             metrics = all_metrics(feats, test_y, seed=EVAL_SEED)
-        yard = yardstick(model, yard_x, config, teacher=teacher)
+        # the epoch-0 checkpoint is the teacher: its views are embedded already
+        yard = yardstick(model, yard_x, config, teacher=teacher,
+                         own=teacher if rec["epoch"] == 0 else None)
         # the scored images are the first yardstick_images (batch_bounds: from 0, in order)
         yard["yard_rankme"] = float(effective_rank(
             torch.from_numpy(test_emb["projection"][:yard["yardstick_images"]])))

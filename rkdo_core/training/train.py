@@ -230,12 +230,22 @@ def _train(config: RunConfig, out: Path, *, progress: bool,
 @contextlib.contextmanager
 def thread_setting(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` intra-op threads (None: leave torch's setting), then
-    restore the previous count. Results depend on it at float rounding level."""
+    restore the previous count. Results depend on it at float rounding level.
+
+    The same count holds for the native thread pools of numpy, scipy and scikit-learn
+    (OpenBLAS, OpenMP: ``threadpoolctl``), which the evaluation's probes, k-means and t-SNE
+    use: left at their default (every core) they oversubscribed the CPU when a grid ran two
+    1-thread runs side by side on 2 cores, and a full-protocol checkpoint's logistic fits
+    took ~58 s instead of ~4 s, with identical results (each BLAS output element is
+    computed by one thread whatever the count: tests/test_threads.py)."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        yield
+        with threadpool_limits(limits=threads):
+            yield
     finally:
         torch.set_num_threads(before)
 

@@ -120,8 +120,8 @@ def view_embeddings(model: torch.nn.Module, images: torch.Tensor, batch_size: in
 
 @torch.inference_mode()
 def yardstick(model: torch.nn.Module, images: torch.Tensor, config: RunConfig, *,
-              seed: int = YARDSTICK_SEED, teacher: ViewEmbeddings | None = None
-              ) -> dict[str, Any]:
+              seed: int = YARDSTICK_SEED, teacher: ViewEmbeddings | None = None,
+              own: ViewEmbeddings | None = None) -> dict[str, Any]:
     """Score ``model`` on both fixed objectives over uint8 ``images`` (N, 3, H, W).
 
     Returns the metrics-file keys ``yardstick_icon``, ``yardstick_rkdo`` (floats),
@@ -129,7 +129,10 @@ def yardstick(model: torch.nn.Module, images: torch.Tensor, config: RunConfig, *
     the neutral yardsticks of the same views ``yard_alignment``, ``yard_uniformity``,
     ``yard_infonce_t01``, ``yard_infonce_t05`` and, with ``teacher`` (the frozen reference
     encoder's :func:`view_embeddings` of the same images, batch size and seed),
-    ``yard_rkdo_fixed``. Leaves the model in eval mode."""
+    ``yard_rkdo_fixed``. ``own``: ``model``'s own :func:`view_embeddings` of the same
+    images, batch size and seed, already computed (the epoch-0 checkpoint is the teacher of
+    every checkpoint of its run): used instead of the forward passes, which would give the
+    very same tensors. Leaves the model in eval mode."""
     settings = yardstick_settings(config)
     model.eval()
     device = next(model.parameters()).device
@@ -138,8 +141,18 @@ def yardstick(model: torch.nn.Module, images: torch.Tensor, config: RunConfig, *
         "icon", "rkdo", "yard_alignment", "yard_uniformity", *INFONCE_TEMPERATURES,
         "yard_rkdo_fixed")}
     n = 0
-    for b, (v1, v2) in enumerate(yardstick_views(images, config.batch_size, seed)):
-        z1, z2 = (model(v.to(device).contiguous(memory_format=fmt)).float() for v in (v1, v2))
+    if own is not None:
+        bounds = batch_bounds(images.shape[0], config.batch_size)
+        if len(own) != len(bounds) or any(z.shape[0] != stop - start for (z, _), (start, stop)
+                                          in zip(own, bounds)):
+            raise ValueError("own must be the model's view_embeddings of the same images, "
+                             "batch size and seed")
+        batches = (tuple(z.to(device) for z in pair) for pair in own)
+    else:
+        batches = (tuple(model(v.to(device).contiguous(memory_format=fmt)).float()
+                         for v in views)
+                   for views in yardstick_views(images, config.batch_size, seed))
+    for b, (z1, z2) in enumerate(batches):
         scores["icon"].append(icon_loss(z1, z2, **settings["icon"]))
         scores["rkdo"].append(rkdo_loss(z1, z2, **settings["rkdo"]))
         scores["yard_alignment"].append(alignment(z1, z2))
@@ -154,7 +167,7 @@ def yardstick(model: torch.nn.Module, images: torch.Tensor, config: RunConfig, *
                                  "same images, batch size and seed")
             scores["yard_rkdo_fixed"].append(rkdo_fixed_teacher(
                 z1, z2, t1.to(z1.device), t2.to(z1.device), **settings["rkdo"]))
-        n += v1.shape[0]
+        n += z1.shape[0]
     if teacher is not None and len(teacher) != len(scores["icon"]):
         raise ValueError(f"teacher has {len(teacher)} batches, the yardstick "
                          f"{len(scores['icon'])}")

@@ -1,0 +1,248 @@
+"""``rkdo profile``: where the wall time of a results folder went, from the files it holds.
+
+Three views, each from records the suite already writes (nothing is re-timed unless asked):
+
+- **runs** (:func:`run_rows`): per run, the seconds of its whole task (``run_complete.json``),
+  of its training (``train_complete.json``: the optimizer loop), of its evaluation measures
+  (the ``seconds`` of every ``metrics/epoch_NNN.json``) and the rest (kernel start-up and
+  imports, data loading, the loss-curve figure, the t-SNE maps, writing the notebooks).
+- **stages** (:func:`stage_rows`): with ``--log``, a ``make reproduce`` log whose lines
+  start with a Unix time (``… | while read l; do printf '%(%s)T %s\\n' -1 "$l"; done``):
+  each command the Makefile echoed and the seconds until the next one.
+- **measures** (:func:`measure_split`): with ``--split RUN --epoch E``, one checkpoint
+  evaluated again measure by measure with a clock around each (embedding, probe, k-means,
+  k-NN, cross-validated probe, yardsticks, FLOP count, t-SNE), in this process, on this
+  machine: what the evaluation's seconds are made of. It writes nothing.
+
+The figures are this machine's: quote them with the CPU (``lscpu`` model name), which the
+output names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..layout import METRICS, RUN_COMPLETE, TRAIN_COMPLETE
+from ..runio import read_json
+from .args import ShortErrorParser
+from .measure import cpu_model
+
+#: a log line: Unix seconds, a space, the text make printed
+_LOG_LINE = re.compile(r"^(\d{9,11}) (.*)$")
+#: the lines of a make log that start a stage: the commands the Makefile echoes
+_COMMAND = re.compile(r"^(\S*/)?(rkdo|test -f|cp |mkdir )")
+
+
+def run_rows(results: str | Path) -> list[dict[str, Any]]:
+    """One row per complete run below ``results``: label, protocol, method, seed, ``total``,
+    ``training``, ``evaluation`` and ``other`` seconds (other = total − training −
+    evaluation), and ``steps`` (optimizer steps)."""
+    rows = []
+    for done in sorted(Path(results).rglob(RUN_COMPLETE)):
+        run = done.parent
+        try:
+            rec, train = read_json(done), read_json(run / TRAIN_COMPLETE)
+            metrics = [read_json(f) for f in sorted((run / METRICS).glob("epoch_*.json"))]
+        except (OSError, ValueError):
+            continue  # an unreadable record: `rkdo verify` reports it
+        cfg = rec.get("config", {})
+        evaluation = sum(float(m.get("seconds", 0.0)) for m in metrics)
+        total, training = float(rec.get("seconds", 0.0)), float(train.get("seconds", 0.0))
+        rows.append({"run": rec.get("run", run.name), "protocol": cfg.get("protocol"),
+                     "method": cfg.get("method"), "seed": cfg.get("seed"),
+                     "steps": max((int(m.get("steps", 0)) for m in metrics), default=0),
+                     "total": total, "training": training, "evaluation": evaluation,
+                     "other": total - training - evaluation})
+    return rows
+
+
+def summarize_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per protocol: runs, optimizer steps, the summed seconds of each part and the
+    training's median seconds per step."""
+    out = []
+    for protocol in sorted({r["protocol"] for r in rows}, key=str):
+        mine = [r for r in rows if r["protocol"] == protocol]
+        steps = sum(r["steps"] for r in mine)
+        out.append({"protocol": protocol, "runs": len(mine), "steps": steps,
+                    **{k: sum(r[k] for r in mine)
+                       for k in ("total", "training", "evaluation", "other")},
+                    "s_per_step": statistics.median(r["training"] / r["steps"]
+                                                    for r in mine if r["steps"]) if steps else
+                    float("nan")})
+    return out
+
+
+def stage_rows(log: str | Path) -> list[dict[str, Any]]:
+    """The stages of a timestamped make log: ``{"command", "start", "seconds"}``, each
+    command until the next (the last until the log's last line)."""
+    stamped = []
+    for line in Path(log).read_text(errors="replace").splitlines():
+        m = _LOG_LINE.match(line)
+        if m:
+            stamped.append((int(m.group(1)), m.group(2)))
+    if not stamped:
+        raise ValueError(f"{log}: no line starts with a Unix time; make the log with "
+                         "`make reproduce 2>&1 | while IFS= read -r l; do printf "
+                         "'%(%s)T %s\\n' -1 \"$l\"; done > LOG`")
+    starts = [(t, text) for t, text in stamped if _COMMAND.match(text)]
+    end = stamped[-1][0]
+    return [{"command": text, "start": t,
+             "seconds": (starts[i + 1][0] if i + 1 < len(starts) else end) - t}
+            for i, (t, text) in enumerate(starts)]
+
+
+def measure_split(run_dir: str | Path, epoch: int) -> dict[str, float]:
+    """Seconds of each evaluation measure on checkpoint ``epoch`` of ``run_dir``, computed
+    again one by one as :func:`rkdo_core.training.evaluate._evaluate` computes them (same
+    functions, same inputs, same threads); nothing is written."""
+    import numpy as np
+    import torch
+
+    from ..config import RunConfig
+    from ..layout import checkpoint_path, require_trained_run
+    from ..metrics import (
+        clustering_scores,
+        knn_weighted_accuracy,
+        linear_eval_accuracy,
+        linear_probe_cv,
+        neighborhood_accuracy,
+        neighborhood_accuracy_cosine,
+    )
+    from ..model import resolve_device
+    from ..neutral import effective_rank
+    from ..training import evaluate as ev
+    from ..training.diagnostics import PROJECTIONS
+    from ..training.stepflops import _step_flops_cached
+    from ..training.train import load_data, load_encoder, thread_setting
+    from ..training.yardstick import view_embeddings, yardstick
+
+    run = require_trained_run(run_dir)
+    config = RunConfig.from_dict(read_json(run / TRAIN_COMPLETE)["config"])
+    times: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        value = fn(*args, **kwargs)
+        times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+        return value
+
+    with thread_setting(config.threads):
+        device = resolve_device(config.device)
+        data = timed("load data", load_data, config)
+        n_eval = data.test.images.shape[0] if config.eval_images is None else min(
+            config.eval_images, data.test.images.shape[0])
+        test_x, test_y = data.test.images[:n_eval], data.test.labels[:n_eval].numpy()
+        yard_x = test_x[:ev.yardstick_image_count(config, n_eval)]
+        teacher = timed("yardstick teacher (epoch-0 views)", lambda: view_embeddings(
+            load_encoder(config, checkpoint_path(run, 0), device), yard_x, config.batch_size))
+        model = timed("load checkpoint", load_encoder, config, checkpoint_path(run, epoch),
+                      device)
+        emb = timed("embed evaluation images", ev.embed_all, model, test_x)
+        feats = emb[config.eval_features]
+        if config.protocol == "full":
+            idx = ev.probe_train_indices(data.train.labels.numpy(), config.probe_train_images)
+            train_x = data.train.images[torch.from_numpy(idx)]
+            train_y = data.train.labels.numpy()[idx]
+            train_feats = timed("embed probe-train images", ev.embed_all, model,
+                                train_x)[config.eval_features]
+            timed("linear_eval (C = 1)", linear_eval_accuracy, train_feats, train_y,
+                  test_features=feats, test_labels=test_y, seed=ev.EVAL_SEED)
+            timed("linear_cv (CV over C)", linear_probe_cv, train_feats, train_y, feats,
+                  test_y, Cs=ev.probe_cs(config.probe_cv_cs), folds=config.probe_cv_folds,
+                  seed=ev.EVAL_SEED)
+            timed("knn20 + knn5_cosine", lambda: (
+                knn_weighted_accuracy(train_feats, train_y, feats, test_y, k=ev.KNN_K,
+                                      temperature=ev.KNN_TEMPERATURE),
+                neighborhood_accuracy_cosine(feats, test_y, k=ev.KNN_COSINE_K)))
+        else:
+            timed("linear_eval (C = 1)", linear_eval_accuracy, feats, test_y,
+                  seed=ev.EVAL_SEED)
+        timed("k-means (NMI, ARI)", clustering_scores, feats, test_y, seed=ev.EVAL_SEED)
+        timed("5-NN agreement", neighborhood_accuracy, feats, test_y, k=5)
+        timed("yardsticks (2 views, 8 objectives)", yardstick, model, yard_x, config,
+              teacher=teacher)
+        timed("RankMe", lambda: effective_rank(torch.from_numpy(emb["projection"])))
+        _step_flops_cached.cache_clear()
+        timed("FLOP count (once per config)", _step_flops_cached, config,
+              data.test.images.shape[-1])
+        timed("t-SNE map (notebook, one panel)", PROJECTIONS["tsne"],
+              feats[:2000].astype(np.float64), 0)
+    return times
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render(results: str | Path | None, log: str | Path | None,
+           split: dict[str, float] | None) -> str:
+    """The profile as Markdown tables, the CPU named first."""
+    parts = [f"CPU: {cpu_model()}"]
+    if log is not None:
+        stages = stage_rows(log)
+        total = sum(s["seconds"] for s in stages)
+        parts.append(_table(["stage (command)", "wall s", "share"],
+                            [[f"`{s['command']}`", f"{s['seconds']:.0f}",
+                              f"{100 * s['seconds'] / total:.0f} %" if total else "–"]
+                             for s in stages] + [["**all**", f"{total:.0f}", "100 %"]]))
+    if results is not None:
+        summary = summarize_runs(run_rows(results))
+        if not summary:
+            raise ValueError(f"{results}: no complete run (no {RUN_COMPLETE}) below it")
+        parts.append(_table(
+            ["protocol", "runs", "steps", "run-seconds", "training", "evaluation",
+             "other (kernels, imports, t-SNE, figures)", "s / step"],
+            [[str(s["protocol"]), str(s["runs"]), str(s["steps"]), f"{s['total']:.0f}",
+              f"{s['training']:.0f} ({100 * s['training'] / s['total']:.0f} %)",
+              f"{s['evaluation']:.0f} ({100 * s['evaluation'] / s['total']:.0f} %)",
+              f"{s['other']:.0f} ({100 * s['other'] / s['total']:.0f} %)",
+              f"{s['s_per_step']:.2f}"] for s in summary]))
+    if split is not None:
+        total = sum(split.values())
+        parts.append(_table(["measure (one checkpoint)", "s", "share"],
+                            [[k, f"{v:.2f}", f"{100 * v / total:.0f} %"]
+                             for k, v in split.items()] + [["**all**", f"{total:.2f}", ""]]))
+    return "\n\n".join(parts) + "\n"
+
+
+def profile_parser() -> argparse.ArgumentParser:
+    p = ShortErrorParser(
+        prog="rkdo profile",
+        description="Where the wall time of a results folder went: per protocol the runs' "
+                    "training, evaluation and the rest (from run_complete.json, "
+                    "train_complete.json and the metrics files), the stages of a timestamped "
+                    "make log, and one checkpoint's evaluation measure by measure.")
+    p.add_argument("results", nargs="?", help="a results folder (runs below it)")
+    p.add_argument("--log", help="a make log whose lines start with a Unix time")
+    p.add_argument("--split", metavar="RUN", help="a trained run folder: time its evaluation "
+                   "measure by measure (recomputed here; nothing is written)")
+    p.add_argument("--epoch", type=int, default=0, help="the checkpoint --split evaluates "
+                   "(default 0)")
+    return p
+
+
+def profile_main(argv: list[str]) -> int:
+    p = profile_parser()
+    args = p.parse_args(argv)
+    if args.results is None and args.log is None and args.split is None:
+        p.error("give a results folder, --log LOG or --split RUN")
+    for name, value in (("results", args.results), ("--log", args.log),
+                        ("--split", args.split)):
+        if value is not None and not Path(value).exists():
+            p.error(f"{name} {value!r} does not exist")
+    try:
+        split = measure_split(args.split, args.epoch) if args.split else None
+        sys.stdout.write(render(args.results, args.log, split))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"rkdo profile: {e}", file=sys.stderr)
+        return 2
+    return 0
