@@ -34,6 +34,7 @@ def test_stage_rows_time_each_make_command_until_the_next(tmp_path):
                    "1796311003 grid params/default.yaml: 10 runs\n"
                    "1796311900 .venv/bin/rkdo theory --out r/theory\n"
                    "1796311960 test -f r/flops.json || .venv/bin/rkdo flops --out r/flops.json\n"
+                   "1796311960 rkdo flops — digits, batch 64 (a line flops prints)\n"
                    "1796311961 cp r/figures/*.png figures/\n"
                    "1796311990 done: open r/index.html\n")
     stages = stage_rows(log)

@@ -35,8 +35,9 @@ from .measure import cpu_model
 
 #: a log line: Unix seconds, a space, the text make printed
 _LOG_LINE = re.compile(r"^(\d{9,11}) (.*)$")
-#: the lines of a make log that start a stage: the commands the Makefile echoes
-_COMMAND = re.compile(r"^(\S*/)?(rkdo|test -f|cp |mkdir )")
+#: the lines of a make log that start a stage: the commands the Makefile echoes (its rkdo
+#: is always $(VENV)/bin/rkdo; a line a command prints, e.g. "rkdo flops — …", is not one)
+_COMMAND = re.compile(r"^(\S+/bin/rkdo |test -f |cp |mkdir )")
 
 
 def run_rows(results: str | Path) -> list[dict[str, Any]]:
