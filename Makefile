@@ -62,10 +62,12 @@ reproduce-fashion: $(STAMP)
 	@echo "done: open $(FASHION_RESULTS)/index.html"
 
 # test files run in TEST_WORKERS processes (pytest-xdist; each file whole in one of them,
-# the smoke grid computed once for all: tests/conftest.py); TEST_WORKERS=0 runs them in one
+# the smoke grid computed once for all: tests/conftest.py); TEST_WORKERS=0 runs them in one;
+# PYTEST_ARGS adds options (e.g. PYTEST_ARGS=--durations=40, the slowest tests)
+PYTEST_ARGS ?=
 test: $(STAMP)
 	$(VENV)/bin/ruff check rkdo_core tests notebooks
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # re-resolve every dependency to its newest allowed version and pin it in constraints.txt
 lock:
