@@ -241,6 +241,9 @@ def test_a_shared_kernel_runs_each_notebook_as_a_fresh_one_would(tmp_path):
         b = execute_notebook(second, tmp_path / "b.ipynb", {"x": 2}, cwd=tmp_path, kernel=k)
         assert k.km.is_alive()
     assert not k.km.is_alive()  # shut down with the block
+    with shared_kernel(cwd=tmp_path) as unused:
+        pass
+    assert unused.km is None  # started only when a notebook asks for it
     nb_a, nb_b = (nbformat.read(p, as_version=4) for p in (a, b))
     pid_a = nb_a.cells[-1].outputs[0]["text"].split()[-1]
     seen, pid_b = nb_b.cells[-1].outputs[0]["text"].strip().splitlines()

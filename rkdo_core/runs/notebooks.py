@@ -107,8 +107,7 @@ def execute_notebook(name_or_path: str | Path, output_path: str | Path,
     kernel_cwd = {"resources": {"metadata": {"path": str(Path(cwd).resolve())}}} \
         if cwd is not None else {}
     if kernel is not None:
-        kernel.reset()
-        kernel_cwd["km"] = kernel.km
+        kernel_cwd["km"] = kernel.acquire()
     papermill.execute_notebook(
         str(src), str(out.resolve()), parameters=parameters,
         kernel_name=kernel_name or default_kernel(),
@@ -133,20 +132,28 @@ class SharedKernel:
     """One Jupyter kernel for several notebooks in turn (:func:`shared_kernel`): a grid run
     executes 01_train and 02_evaluate in the same kernel, so torch, scikit-learn and the
     suite are imported once per run instead of once per notebook (a kernel start and its
-    imports took ~10 s of a paper run's ~175 s on the 2-core CPU). Before each notebook the
-    kernel's namespace is cleared (``%reset -f``, as :meth:`reset` does), so a notebook sees
-    none of the previous one's variables, exactly as in a fresh kernel; only the imported
-    modules stay loaded."""
+    imports took ~10 s of a paper run's ~175 s on the 2-core CPU). The kernel starts when
+    the first notebook asks for it (:meth:`acquire`); before every later notebook its
+    namespace is cleared (``%reset -f``, the execution counter back to 1), so a notebook
+    sees none of the previous one's variables, exactly as in a fresh kernel; only the
+    imported modules stay loaded."""
 
-    def __init__(self, km: Any):
-        self.km = km
-        self.used = False
+    def __init__(self, kernel_name: str | None = None, cwd: str | Path | None = None):
+        self.kernel_name = kernel_name
+        self.cwd = cwd
+        self.km: Any = None
 
-    def reset(self) -> None:
-        """Clear the user namespace (not before the first notebook: it is empty)."""
-        if not self.used:
-            self.used = True
-            return
+    def acquire(self) -> Any:
+        """The running kernel's manager for the next notebook: started on first use, its
+        namespace reset on every later one."""
+        if self.km is None:
+            from jupyter_client.manager import KernelManager
+
+            km = KernelManager(kernel_name=self.kernel_name or default_kernel())
+            km.start_kernel(extra_arguments=KERNEL_ARGUMENTS, **(
+                {"cwd": str(Path(self.cwd).resolve())} if self.cwd is not None else {}))
+            self.km = km
+            return km
         kc = self.km.client()
         kc.start_channels()
         try:
@@ -157,25 +164,27 @@ class SharedKernel:
                 raise RuntimeError(f"could not reset the shared kernel: {reply['content']}")
         finally:
             kc.stop_channels()
+        return self.km
+
+    def shutdown(self) -> None:
+        if self.km is None:
+            return
+        try:
+            self.km.shutdown_kernel(now=not self.km.is_alive())
+        except Exception:  # noqa: BLE001 — already dead or gone: nothing left to stop
+            pass
 
 
 @contextmanager
 def shared_kernel(kernel_name: str | None = None, cwd: str | Path | None = None):
-    """A kernel started in ``cwd`` (with the grid's kernel arguments) for several
-    notebooks (``execute_notebook(..., kernel=k)``), shut down when the block ends, even
-    when a notebook fails or the kernel died."""
-    from jupyter_client.manager import KernelManager
-
-    km = KernelManager(kernel_name=kernel_name or default_kernel())
-    km.start_kernel(extra_arguments=KERNEL_ARGUMENTS,
-                    **({"cwd": str(Path(cwd).resolve())} if cwd is not None else {}))
+    """A :class:`SharedKernel` (started in ``cwd`` with the grid's kernel arguments when a
+    notebook first needs it) for several notebooks (``execute_notebook(..., kernel=k)``),
+    shut down when the block ends, even when a notebook fails or the kernel died."""
+    shared = SharedKernel(kernel_name, cwd)
     try:
-        yield SharedKernel(km)
+        yield shared
     finally:
-        try:
-            km.shutdown_kernel(now=not km.is_alive())
-        except Exception:  # noqa: BLE001 — already dead or gone: nothing left to stop
-            pass
+        shared.shutdown()
 
 
 def _test_pause_hooks(folder: Path, name: str) -> dict[str, Any]:

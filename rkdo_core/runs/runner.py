@@ -64,16 +64,18 @@ class RunOutcome:
     notebook: Path | None = None  # the executed notebook that shows the error
 
 
-def _execute(name: str, run_dir: Path, params: dict[str, Any], kernel: str | None,
-             shared: SharedKernel | None = None) -> Path:
+def _execute(name: str, run_dir: Path, params: dict[str, Any],
+             kernel: str | SharedKernel | None) -> Path:
     """Execute notebook ``name`` into ``run_dir/name`` via a temporary file, renamed into
     place whether or not it fails (the failed notebook is the record of the failure).
-    ``shared``: the run's kernel (both notebooks of a run execute in one kernel)."""
+    ``kernel``: a kernel name, or the run's :class:`SharedKernel` (both notebooks of a run
+    execute in one kernel)."""
     final = run_dir / name
     partial = run_dir / f"{PARTIAL_PREFIX}{name}"
     try:
-        execute_notebook(name, partial, params, kernel_name=kernel, cwd=run_dir,
-                         kernel=shared)
+        shared = kernel if isinstance(kernel, SharedKernel) else None
+        execute_notebook(name, partial, params, cwd=run_dir, kernel=shared,
+                         kernel_name=None if shared else kernel)
     finally:
         if partial.exists():
             os.replace(partial, final)
@@ -132,11 +134,9 @@ def run_one(cfg: RunConfig, run_dir: Path, *, kernel: str | None = None,
             # one kernel for both notebooks (imports once; namespace cleared in between)
             with shared_kernel(kernel, cwd=run_dir) as shared:
                 if not evaluate_only:
-                    _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), kernel,
-                             shared)
+                    _execute(TRAIN_NOTEBOOK, run_dir, notebook_params(cfg, run_dir), shared)
                 nb = run_dir / EVALUATE_NOTEBOOK
-                _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, kernel,
-                         shared)
+                _execute(EVALUATE_NOTEBOOK, run_dir, {"run_dir": str(run_dir)}, shared)
             missing = [f for f in expected_files(cfg.epochs) if not (run_dir / f).exists()]
             if missing:
                 raise _MissingFiles(f"the notebooks ran but these files are missing: {missing}")
