@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from rkdo_core.cli import build_parser, main
+from rkdo_core.tools.profile import profile_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -200,6 +201,8 @@ def test_docs_usage_rkdo_commands_work_as_written(tmp_path, monkeypatch):
         elif args[0] in ("train", "evaluate") and "--help" not in args:
             extra = ["--no-progress", "--device", "cpu"] if args[0] == "train" else []
             assert main([*args, *extra]) == 0, cmd
+        elif args[0] == "profile":  # parsed by its own parser (running it: test_profile.py)
+            profile_parser().parse_args(args[1:])
         elif args[0] in ("bench", "flops", "measure") or "--help" in args:
             with pytest.raises(SystemExit) as e:
                 main([*args[:1], "--help"] if args[0] in ("bench", "flops", "measure")
