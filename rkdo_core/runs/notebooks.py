@@ -79,7 +79,7 @@ def notebook_parameters(name_or_path: str | Path) -> dict[str, Any]:
 def execute_notebook(name_or_path: str | Path, output_path: str | Path,
                      parameters: Mapping[str, Any] | None = None, *,
                      kernel_name: str | None = None, cwd: str | Path | None = None,
-                     kernel: Any = None) -> Path:
+                     kernel: SharedKernel | None = None) -> Path:
     """Execute a notebook with papermill into ``output_path``; returns that path.
 
     ``parameters`` must name parameters of the notebook's ``parameters`` cell (papermill

@@ -64,18 +64,14 @@ class RunOutcome:
     notebook: Path | None = None  # the executed notebook that shows the error
 
 
-def _execute(name: str, run_dir: Path, params: dict[str, Any],
-             kernel: str | SharedKernel | None) -> Path:
+def _execute(name: str, run_dir: Path, params: dict[str, Any], kernel: SharedKernel) -> Path:
     """Execute notebook ``name`` into ``run_dir/name`` via a temporary file, renamed into
-    place whether or not it fails (the failed notebook is the record of the failure).
-    ``kernel``: a kernel name, or the run's :class:`SharedKernel` (both notebooks of a run
-    execute in one kernel)."""
+    place whether or not it fails (the failed notebook is the record of the failure), in
+    the run's :class:`SharedKernel` (both notebooks of a run execute in one kernel)."""
     final = run_dir / name
     partial = run_dir / f"{PARTIAL_PREFIX}{name}"
     try:
-        shared = kernel if isinstance(kernel, SharedKernel) else None
-        execute_notebook(name, partial, params, cwd=run_dir, kernel=shared,
-                         kernel_name=None if shared else kernel)
+        execute_notebook(name, partial, params, cwd=run_dir, kernel=kernel)
     finally:
         if partial.exists():
             os.replace(partial, final)
