@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..curvecsv import read_rows
+from . import budgets
 
 METHOD_LABELS = {"icon": "I-Con", "rkdo": "RKDO"}
 METHOD_COLORS = {"icon": "tab:blue", "rkdo": "tab:red"}
@@ -174,12 +175,22 @@ def draw(df: pd.DataFrame) -> Figure:
 
 
 def write_figure(csv_path: str | Path) -> list[Path]:
-    """Draw the figure and caption beside ``csv_path`` (same name: .png, .pdf, .md)."""
+    """Draw the figure and caption beside ``csv_path`` (same name: .png, .pdf, .md), and
+    the budgets the curve gives (`rkdo_core.reporting.budgets`: ``<stem>_budgets.json``,
+    its table appended to the caption) when it has the gate method's step 0."""
     p = Path(csv_path)
     df = load_curve(p)
     fig = draw(df)
     out = [p.with_suffix(".png"), p.with_suffix(".pdf"), p.with_suffix(".md")]
     fig.savefig(out[0], dpi=150)
     fig.savefig(out[1], metadata={"CreationDate": None})
-    out[2].write_text(caption(df), encoding="utf-8")
+    text = caption(df)
+    try:
+        dest, result = budgets.write_budgets(df, p)
+    except ValueError as e:  # no I-Con rows or no step 0: no budgets to choose
+        text += f"\nNo budgets chosen from this curve: {e}.\n"
+    else:
+        text += "\n" + budgets.markdown(result)
+        out.append(dest)
+    out[2].write_text(text, encoding="utf-8")
     return out
