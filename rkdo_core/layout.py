@@ -71,6 +71,16 @@ EVAL_V3_KEYS = ("yard_alignment", "yard_uniformity", "yard_rankme", "yard_infonc
 EVAL_FULL_KEYS = ("linear_cv", "linear_cv_C", "linear_cv_n_iter", "linear_cv_converged",
                   "knn20", "knn5_cosine", "probe_train_images")
 
+#: keys of a metrics file that say how and when it was computed, not what: wall seconds
+#: (whole and split) and, for epoch 0, the run whose equal untrained encoder it reused. Two
+#: evaluations of one checkpoint agree on every other key.
+EVAL_CIRCUMSTANCE_KEYS = ("seconds", "seconds_embed", "seconds_metrics", "seconds_yardstick",
+                          "untrained_shared_from")
+
+#: beside the method folders of a dataset/protocol: the untrained encoder's measures, shared
+#: by the runs of one seed (training/evaluate.py: UntrainedShare)
+UNTRAINED_DIR = ".untrained"
+
 #: files whose presence makes a ``seed_*`` folder a (possibly unfinished) run folder
 RUN_MARKERS = (TRAIN_LOG, TRAIN_COMPLETE, CONFIG, TRAIN_NOTEBOOK, RUN_FAILED)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rkdo_core.data import FASHION_MNIST_FILES
+from rkdo_core.layout import EVAL_CIRCUMSTANCE_KEYS
 from rkdo_core.runs.integrity import checksums
 
 SEEDS = (42, 123, 456, 789)
@@ -148,7 +149,7 @@ epochs: [1, 2]
 config: {steps_per_epoch: 2, batch_size: 16, eval_images: 64, threads: 1}
 """
 #: fields of a metrics file that describe the machine or the clock, not the result
-TIMING = {"seconds", "device"}
+TIMING = {*EVAL_CIRCUMSTANCE_KEYS, "device"}
 
 
 def tiny_params(folder: Path, methods=("rkdo", "icon")) -> Path:

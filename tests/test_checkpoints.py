@@ -11,7 +11,7 @@ import torch
 
 from rkdo_core.config import RunConfig
 from rkdo_core.data import load_dataset
-from rkdo_core.layout import METRICS, TRAIN_COMPLETE, checkpoint_path
+from rkdo_core.layout import EVAL_CIRCUMSTANCE_KEYS, METRICS, TRAIN_COMPLETE, checkpoint_path
 from rkdo_core.model import build_model
 from rkdo_core.training.evaluate import embed, evaluate_run
 from rkdo_core.training.train import load_encoder, setup_training, train, train_step
@@ -91,5 +91,5 @@ def test_old_checkpoint_with_optimizer_loads_and_evaluates_identically(run, tmp_
     new_results, old_results = evaluate_run(run), evaluate_run(old)
     assert len(new_results) == len(old_results) == 3
     for r_new, r_old in zip(new_results, old_results):
-        assert {k: v for k, v in r_old.items() if k != "seconds"} == \
-               {k: v for k, v in r_new.items() if k != "seconds"}
+        assert {k: v for k, v in r_old.items() if k not in EVAL_CIRCUMSTANCE_KEYS} == \
+               {k: v for k, v in r_new.items() if k not in EVAL_CIRCUMSTANCE_KEYS}

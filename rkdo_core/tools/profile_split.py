@@ -47,9 +47,8 @@ def measure_split(run_dir: str | Path, epoch: int) -> dict[str, float]:
     with thread_setting(config.threads):
         device = resolve_device(config.device)
         data = timed("load data", load_data, config)
-        n_eval = data.test.images.shape[0] if config.eval_images is None else min(
-            config.eval_images, data.test.images.shape[0])
-        test_x, test_y = data.test.images[:n_eval], data.test.labels[:n_eval].numpy()
+        test_x, test_y, _ = ev.eval_split(config, data.test)
+        n_eval = test_y.shape[0]
         yard_x = test_x[:ev.yardstick_image_count(config, n_eval)]
         teacher = timed("yardstick teacher (epoch-0 views)", lambda: view_embeddings(
             load_encoder(config, checkpoint_path(run, 0), device), yard_x, config.batch_size))

@@ -47,7 +47,7 @@ from ..layout import (
 )
 from ..model import resolve_device
 from ..runio import read_json
-from .evaluate import embed
+from .evaluate import embed, eval_split
 from .train import (
     encode_views,
     load_data,
@@ -191,8 +191,9 @@ def eval_features(run_dir: str | Path, epoch: int | None = None, *,
                   device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features of the run's evaluation images at a checkpoint, as the metrics see them.
 
-    The same images as :func:`rkdo_core.train.evaluate_run`: the first ``eval_images`` test
-    images (paper protocol) or the whole test set (``eval_images`` None), un-augmented,
+    The same images as :func:`rkdo_core.train.evaluate_run` (:func:`eval_split`: the first
+    ``eval_images`` test images under the paper protocol, a fixed stratified subset of them
+    under the full one, the whole test set when ``eval_images`` is None), un-augmented,
     model in eval mode. ``features`` defaults to the run's ``eval_features`` (the 64-d
     projection under the paper protocol, the 512-d backbone under the full one).
     Returns ``(features (n_eval, D) float32, labels (n_eval,) int64)``.
@@ -204,13 +205,11 @@ def eval_features(run_dir: str | Path, epoch: int | None = None, *,
     if features not in ("projection", "backbone"):
         raise ValueError(f"features={features!r}: allowed are 'projection', 'backbone' "
                          "(None = the run's eval_features)")
-    data = load_data(config)
-    n_test = data.test.images.shape[0]
-    n_eval = n_test if config.eval_images is None else min(config.eval_images, n_test)
+    images, labels, _ = eval_split(config, load_data(config).test)
     with thread_setting(config.threads):
         model = load_encoder(config, checkpoint_path(run, epoch), _device(config, device))
-        feats = embed(model, data.test.images[:n_eval], features=features)
-    return feats, data.test.labels[:n_eval].numpy()
+        feats = embed(model, images, features=features)
+    return feats, labels
 
 
 def embedding_2d(run_dir: str | Path, epoch: int | None = None, method: str = "tsne",

@@ -20,6 +20,10 @@ features). Both protocols add the neutral yardsticks (`yardstick`, ``yard_*`` ke
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -30,11 +34,13 @@ import torch
 from ..augment import normalize
 from ..config import RunConfig
 from ..layout import (
+    EVAL_CIRCUMSTANCE_KEYS,
     EVAL_FULL_KEYS,
     EVAL_V2_KEYS,
     EVAL_V3_KEYS,
     EVAL_VERSION,
     TRAIN_COMPLETE,
+    UNTRAINED_DIR,
     checkpoint_path,
     metrics_path,
     require_trained_run,
@@ -121,6 +127,30 @@ def probe_train_indices(labels: np.ndarray, n: int | None, *, seed: int = EVAL_S
     return np.sort(np.concatenate(chosen))
 
 
+def eval_indices(config: RunConfig, test_labels: np.ndarray) -> tuple[np.ndarray, str]:
+    """The evaluation images of a run, as sorted indices into the test split, and how they
+    were chosen: ``"all"`` (``eval_images`` None or not smaller than the split), ``"first"``
+    (paper protocol: the first ``eval_images``, as the authors' notebook) or
+    ``"stratified"`` (full protocol: a fixed class-stratified subset of ``eval_images``,
+    :func:`probe_train_indices` with the evaluation seed, the same for every run of the
+    dataset)."""
+    n_test = int(np.asarray(test_labels).shape[0])
+    if config.eval_images is None or config.eval_images >= n_test:
+        return np.arange(n_test), "all"
+    if config.protocol == "full":
+        return probe_train_indices(test_labels, config.eval_images), "stratified"
+    return np.arange(config.eval_images), "first"
+
+
+def eval_split(config: RunConfig, test: Any) -> tuple[torch.Tensor, np.ndarray, str]:
+    """The evaluation images (uint8 tensor), their labels (numpy) and how they were chosen
+    (:func:`eval_indices`), from a dataset's test split ``test``."""
+    idx, kind = eval_indices(config, test.labels.numpy())
+    images = (test.images[torch.from_numpy(idx)] if kind == "stratified"
+              else test.images[:idx.shape[0]])
+    return images, test.labels.numpy()[idx], kind
+
+
 def probe_cs(n: int) -> tuple[float, ...]:
     """The CV probe's C grid: ``n`` values log-spaced in [1e-3, 1e2] (n = 10 gives
     :data:`rkdo_core.metrics.PROBE_CS`)."""
@@ -175,9 +205,8 @@ def evaluate_run(run_dir: str | Path, *, force: bool = False) -> list[dict[str, 
 def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[dict[str, Any]]:
     device = resolve_device(config.device)
     data = load_data(config)
-    n_eval = data.test.images.shape[0] if config.eval_images is None else min(
-        config.eval_images, data.test.images.shape[0])
-    test_x, test_y = data.test.images[:n_eval], data.test.labels[:n_eval].numpy()
+    test_x, test_y, subset_kind = eval_split(config, data.test)
+    n_eval = int(test_y.shape[0])
     yard_x = test_x[:yardstick_image_count(config, n_eval)]
     probe_idx = train_x = train_y = None
     if config.protocol == "full":
@@ -187,14 +216,9 @@ def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[
             else data.train.images
         train_y = data.train.labels.numpy()[probe_idx]
     teacher = None  # the epoch-0 encoder's embeddings of the yardstick views, when needed
-    results = []
-    for rec in done["budgets"]:
-        path = metrics_path(run, rec["epoch"])
-        if path.exists() and not force:
-            old = read_json(path)
-            if _is_current(old):
-                results.append(old)
-                continue
+
+    def compute(rec: dict[str, Any]) -> dict[str, Any]:
+        nonlocal teacher
         t0 = time.perf_counter()
         if teacher is None:
             teacher = view_embeddings(load_encoder(config, checkpoint_path(run, 0), device),
@@ -205,29 +229,149 @@ def _evaluate(run: Path, done: dict, config: RunConfig, *, force: bool) -> list[
         extra: dict[str, Any] = {}
         if config.protocol == "full":
             train_feats = embed_all(model, train_x)[config.eval_features]
+            t_embed = time.perf_counter()
             metrics = all_metrics(feats, test_y, seed=EVAL_SEED, train_features=train_feats,
                                   train_labels=train_y)
             extra = {**encoder_metrics(feats, test_y, train_feats, train_y, config),
                      "probe_train_images": int(probe_idx.shape[0])}
         else:
+            t_embed = time.perf_counter()
             metrics = all_metrics(feats, test_y, seed=EVAL_SEED)
+        t_probe = time.perf_counter()
         # the epoch-0 checkpoint is the teacher: its views are embedded already
         yard = yardstick(model, yard_x, config, teacher=teacher,
                          own=teacher if rec["epoch"] == 0 else None)
         # the scored images are the first yardstick_images (batch_bounds: from 0, in order)
         yard["yard_rankme"] = float(effective_rank(
             torch.from_numpy(test_emb["projection"][:yard["yardstick_images"]])))
+        t_yard = time.perf_counter()
         flops = step_flops(config, data.test.images.shape[-1])  # cached: once per config
-        result = {"dataset": config.dataset, "method": config.method, "seed": config.seed,
-                  "protocol": config.protocol, "epoch": rec["epoch"], "steps": rec["steps"],
-                  "train_loss": rec["train_loss"], **metrics, "eval_images": n_eval,
-                  "eval_features": config.eval_features, "eval_seed": EVAL_SEED,
-                  **extra, **yard, "flops_per_step": flops, "train_flops": rec["steps"] * flops,
-                  "eval_version": EVAL_VERSION,
-                  "device": str(device), "seconds": round(time.perf_counter() - t0, 3)}
-        write_json_atomic(path, result)
-        results.append(result)
-    return results
+        return {"dataset": config.dataset, "method": config.method, "seed": config.seed,
+                "protocol": config.protocol, "epoch": rec["epoch"], "steps": rec["steps"],
+                "train_loss": rec["train_loss"], **metrics, "eval_images": n_eval,
+                "eval_subset": subset_kind,
+                "eval_features": config.eval_features, "eval_seed": EVAL_SEED,
+                **extra, **yard, "flops_per_step": flops, "train_flops": rec["steps"] * flops,
+                "eval_version": EVAL_VERSION, "device": str(device),
+                "seconds": round(time.perf_counter() - t0, 3),
+                "seconds_embed": round(t_embed - t0, 3),
+                "seconds_metrics": round(t_probe - t_embed, 3),
+                "seconds_yardstick": round(t_yard - t_probe, 3)}
+
+    results: dict[int, dict[str, Any]] = {}
+    todo = []
+    for rec in done["budgets"]:
+        path = metrics_path(run, rec["epoch"])
+        if path.exists() and not force:
+            old = read_json(path)
+            if _is_current(old):
+                results[rec["epoch"]] = old
+                continue
+        todo.append(rec)
+    untrained = (UntrainedShare(run, config, data.test.images.shape[-1])
+                 if any(r["epoch"] == 0 for r in todo) else None)
+    # epoch 0 first, unless the same seed's untrained encoder is being evaluated by another
+    # run right now (its lock is held): then every trained checkpoint first, epoch 0 last,
+    # by which time the other run's result is there to reuse
+    if untrained is not None and not untrained.try_lock():
+        todo.sort(key=lambda r: r["epoch"] == 0)
+    for rec in todo:
+        if rec["epoch"] == 0 and untrained is not None:
+            result = untrained.evaluate(rec, compute, reuse=not force)
+        else:
+            result = compute(rec)
+        write_json_atomic(metrics_path(run, rec["epoch"]), result)
+        results[rec["epoch"]] = result
+    return [results[rec["epoch"]] for rec in done["budgets"]]
+
+
+#: keys of an epoch-0 metrics file that belong to the run, not to its (untrained) encoder
+RUN_SPECIFIC_KEYS = ("method", "train_loss", "flops_per_step", "train_flops",
+                     *EVAL_CIRCUMSTANCE_KEYS)
+
+
+class UntrainedShare:
+    """The untrained encoder evaluated once per seed (issue 22): both methods of a seed
+    start from the same seeded initialisation, so their epoch-0 checkpoints are the same
+    encoder and every measure of it is the same number. The first run of a seed to evaluate
+    epoch 0 writes its encoder measures to ``<dataset>/<protocol>/.untrained/seed_<s>_<key>.json``
+    beside the method folders; a run of the other method reuses them when (a) its config
+    equals the writer's in every field but ``method`` (``key``) and (b) its epoch-0 weights
+    are bit-identical to the writer's (a digest of every tensor), and computes them itself
+    otherwise. The run-specific keys (:data:`RUN_SPECIFIC_KEYS`) are always its own.
+    An ``fcntl`` lock on the shared file tells a run that another is computing it."""
+
+    def __init__(self, run: Path, config: RunConfig, image_size: int):
+        fields = {k: v for k, v in config.to_dict().items() if k not in ("method", "data_root")}
+        key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()
+                             ).hexdigest()[:16]
+        self.path = run.parent.parent / UNTRAINED_DIR / f"{run.name}_{key}.json"
+        self.run, self.config, self.image_size = run, config, image_size
+        self._fd: int | None = None
+
+    def try_lock(self) -> bool:
+        """Take the shared file's lock without waiting; False when another run holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def _lock(self) -> None:
+        if self._fd is None:
+            fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits for the run that computes it
+            self._fd = fd
+
+    def _unlock(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def evaluate(self, rec: dict[str, Any], compute, *, reuse: bool = True) -> dict[str, Any]:
+        """Epoch 0's metrics: reused from the other method's run when allowed, else computed
+        (and shared)."""
+        self._lock()
+        try:
+            digest = weights_digest(checkpoint_path(self.run, 0))
+            shared = read_json(self.path) if reuse and self.path.is_file() else None
+            if shared is not None and shared.get("weights_digest") == digest \
+                    and shared.get("eval_version") == EVAL_VERSION:
+                t0 = time.perf_counter()
+                flops = step_flops(self.config, self.image_size)
+                return {**shared["measures"], "method": self.config.method,
+                        "train_loss": rec["train_loss"], "flops_per_step": flops,
+                        "train_flops": rec["steps"] * flops,
+                        "seconds": round(time.perf_counter() - t0, 3),
+                        "untrained_shared_from": shared["method"]}
+            result = compute(rec)
+            write_json_atomic(self.path, {
+                "method": self.config.method, "run": str(self.run), "weights_digest": digest,
+                "eval_version": EVAL_VERSION, "image_size": self.image_size,
+                "measures": {k: v for k, v in result.items() if k not in RUN_SPECIFIC_KEYS}})
+            return result
+        finally:
+            self._unlock()
+
+
+def weights_digest(checkpoint: Path) -> str:
+    """sha256 over every tensor of a checkpoint's model state (names, dtypes, shapes and
+    bytes, in name order): equal digests mean bit-identical encoders."""
+    model = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    h = hashlib.sha256()
+    for name in sorted(model):
+        t = model[name]
+        if not torch.is_tensor(t):
+            continue
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _is_current(metrics: dict[str, Any]) -> bool:

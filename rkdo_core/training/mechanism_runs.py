@@ -53,6 +53,7 @@ from ..mechanism import (
 )
 from ..model import resolve_device
 from ..runio import read_json
+from .evaluate import eval_split
 from .train import load_data, load_encoder
 from .yardstick import YARDSTICK_SEED, yardstick
 
@@ -169,11 +170,11 @@ class _Scorer:
     def __init__(self, run: Path, cfg: RunConfig):
         self.run, self.cfg = run, cfg
         self.device = resolve_device(cfg.device)
-        test = load_data(cfg).test.images
-        n = test.shape[0] if cfg.eval_images is None else min(cfg.eval_images, test.shape[0])
+        images, _, _ = eval_split(cfg, load_data(cfg).test)
+        n = images.shape[0]
         if cfg.yardstick_images is not None:
             n = min(n, cfg.yardstick_images)
-        self.images = test[:n]
+        self.images = images[:n]
 
     def score(self, epoch: int) -> dict[str, Any]:
         model = load_encoder(self.cfg, checkpoint_path(self.run, epoch), self.device)
