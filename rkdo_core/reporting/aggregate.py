@@ -113,7 +113,7 @@ def audit_extra(df: pd.DataFrame, tables: dict[str, pd.DataFrame],
     keep = ["dataset", "protocol", "metric", "epoch", "n_seeds", "diff_mean", "ci_low",
             "ci_high", "status", "outcome", "gated", "reason"]
     claims_records = [] if claims is None or claims.empty else \
-        claims[["claim", "source", "protocol", "verdict"]].to_dict("records")
+        claims[["claim", "source", "protocol", "datasets", "verdict"]].to_dict("records")
     return {"bottom_line": bottom_line({**run_summary(df), "claims": claims_records}),
             "positive_control_sentences": positive_control_sentences(control),
             "positive_control": [] if control.empty else

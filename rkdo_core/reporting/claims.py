@@ -656,13 +656,26 @@ def _table3_evaluate(df, dataset, protocol, row, kind, gated=frozenset(), mid=No
     return (HOLDS if ok and control.ok and saving_ok else FAILS), ev
 
 
-def _table3_rows_for(df, protocol, datasets, reported, gated=frozenset(), mid=None
-                     ) -> list[dict]:
+def _table3_rows_for(df, protocol, datasets, reported, gated=frozenset(), mid=None,
+                     grid: Sequence[str] | None = None) -> list[dict]:
+    """Table 3's rows in the setting of ``datasets`` (one dataset of the grid when the
+    checklist is judged per dataset; ``grid``: every dataset of the protocol). A row whose
+    dataset is in the grid is judged in that dataset's setting only; a row whose dataset is
+    not, in the setting of each grid dataset that is not one of Table 3's (its analogue, in
+    the evidence), else once, in the first grid dataset's setting."""
     out = []
     rows = _table3_rows(reported)
+    grid = list(datasets) if grid is None else list(grid)
+    table3_sets = {r["dataset"] for r in rows}
+    analogues = [a for a in grid if a not in table3_sets]
     for row in rows:
         kind = _table3_kind(row)
         d = row["dataset"]
+        if d in grid and d not in datasets:
+            continue  # judged in its own dataset's setting
+        if d not in grid and not (set(datasets) & set(analogues)
+                                  or (not analogues and grid[:1] == list(datasets[:1]))):
+            continue  # judged in an analogue's setting, or once in the first dataset's
         claim = (f"Table 3, {dataset_label(d)}: RKDO@{row['rkdo_epochs']} vs "
                  f"I-Con@{row['icon_epochs']} — \"{row['claim']}\"")
         rule = _table3_rule(kind, row)
@@ -677,7 +690,9 @@ def _table3_rows_for(df, protocol, datasets, reported, gated=frozenset(), mid=No
             bits.append(f"{dataset_label(a)} analogue under the same rule: {v} — {ev}")
         ev = (f"{dataset_label(d)} is not in this grid"
               + ("; " + "; ".join(bits) if bits else "") + ".")
-        out.append(_row(claim, "paper Table 3", protocol, [d], ev, UNTESTABLE, rule))
+        # judged in the setting of the grid's dataset(s) (its analogue is in the evidence)
+        out.append(_row(claim, "paper Table 3", protocol, datasets or [d], ev, UNTESTABLE,
+                        rule))
     return out
 
 
@@ -925,7 +940,8 @@ def claims_checklist(df: pd.DataFrame, *, flops: Any = None, theory_checks: Any 
     :class:`rkdo_core.reporting.reported.Reported` (for Table 3's rows and the FLOP bound;
     default ``params/reported.yaml``). Columns :data:`COLUMNS` plus display columns;
     ``attrs`` as :func:`rkdo_core.reporting.fmt.write_table` expects. Claims (a), (b) and
-    Table 3 get one row per protocol in the results, after the positive control's row
+    Table 3 get one row per dataset and protocol in the results (``datasets``: that
+    dataset's label), after the positive control's row
     (:func:`rkdo_core.reporting.stats.positive_control`, or ``control``), which gates the
     downstream rows. ``min_important_difference``: the params file's absolute margin M of
     claim (b) and Table 3 (None: half the lower bound of I-Con's gain).
@@ -944,15 +960,20 @@ def claims_checklist(df: pd.DataFrame, *, flops: Any = None, theory_checks: Any 
     control = positive_control(df) if control is None else control
     gated = gated_pairs(df, control)
     rows = []
+    # one verdict per dataset and protocol: a dataset where training helps is judged on its
+    # own, next to one where it does not (never a conjunction across datasets)
     for protocol in sorted(df.protocol.unique()):
-        sub = df[df.protocol == protocol]
-        datasets = dataset_order(sub.dataset.unique())
-        rows += [_positive_control_row(control, protocol, datasets),
-                 _claim_a(sub, protocol, datasets),
-                 _claim_a_decomposition(sub, protocol, datasets),
-                 _claim_a_yardstick(sub, protocol, datasets),
-                 _claim_b(sub, protocol, datasets, pairs, gated, mid)]
-        rows += _table3_rows_for(sub, protocol, datasets, reported, gated, mid)
+        for dataset in dataset_order(df[df.protocol == protocol].dataset.unique()):
+            sub = df[(df.protocol == protocol) & (df.dataset == dataset)]
+            datasets = [dataset]
+            rows += [_positive_control_row(control, protocol, datasets),
+                     _claim_a(sub, protocol, datasets),
+                     _claim_a_decomposition(sub, protocol, datasets),
+                     _claim_a_yardstick(sub, protocol, datasets),
+                     _claim_b(sub, protocol, datasets, pairs, gated, mid)]
+            rows += _table3_rows_for(sub, protocol, datasets, reported, gated, mid,
+                                     grid=dataset_order(df[df.protocol == protocol]
+                                                        .dataset.unique()))
     rows += _claim_c(theory_checks)
     rows += _claim_d(flops, reported.overhead_pct_max)
     out = pd.DataFrame(rows, columns=COLUMNS)
@@ -969,7 +990,8 @@ def claims_checklist(df: pd.DataFrame, *, flops: Any = None, theory_checks: Any 
             f"interpretation, not verdicts on the paper, and are not counted. Methods: "
             f"{', '.join(METHOD_LABELS.values())}. "
             + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS if v != CAVEAT) + ".")
-    display = {"Claim": out.claim, "Source": out.source, "Protocol": out.protocol,
+    display = {"Claim": out.claim, "Source": out.source, "Dataset": out.datasets,
+               "Protocol": out.protocol,
                "Evidence (this run)": out.evidence, "Verdict": out.verdict, "Rule": out.rule}
     return finish_table(out, COLUMNS, display,
                         "Claims checklist: the paper's claims against this run", note, [])

@@ -67,7 +67,8 @@ def summarize(results_dir: str | Path) -> dict[str, Any]:
         "yardstick_sentences": m.get("yardstick_sentences", []),
         "comparison_note": m.get("comparison_note", ""),
         "tables": tables,
-        "claims": [{k: c.get(k) for k in ("claim", "source", "protocol", "verdict")}
+        "claims": [{k: c.get(k) for k in ("claim", "source", "protocol", "datasets",
+                                          "verdict")}
                    for c in m.get("claims", [])],
     }
 
@@ -124,32 +125,65 @@ _YARDSTICK_CLAUSE = {
 }
 
 
-def _claim(claims: list[dict], key: str, protocol: str) -> dict | None:
+#: a claims row's setting: (dataset label, protocol); the label is None in summaries
+#: written before claims were judged per dataset
+Setting = tuple[Any, str]
+
+
+def _setting(c: dict) -> Setting:
+    return (c.get("datasets") or None, c.get("protocol"))
+
+
+def _claim(claims: list[dict], key: str, setting: Setting) -> dict | None:
     source, word = BOTTOM_LINE_CLAIMS[key]
     return next((c for c in claims if c.get("source") == source
-                 and word in str(c.get("claim", "")) and c.get("protocol") == protocol), None)
+                 and word in str(c.get("claim", "")) and _setting(c) == setting), None)
 
 
-def _verdict(claims: list[dict], key: str, protocol: str) -> str | None:
-    c = _claim(claims, key, protocol)
+def _verdict(claims: list[dict], key: str, setting: Setting) -> str | None:
+    c = _claim(claims, key, setting)
     return None if c is None else str(c.get("verdict"))
 
 
-def _where(group: list[str], protocols: list[str], negative: bool) -> str:
-    """"under either protocol" / "under both protocols" / "under the paper protocol"."""
-    if len(group) == len(protocols) and len(protocols) == 2:
-        return "under either protocol" if negative else "under both protocols"
-    if len(group) == len(protocols) and len(protocols) > 2:
-        return "under every protocol" if not negative else "under any protocol"
-    return "under the " + " and the ".join(group) + " protocol" + ("s" if len(group) > 1
-                                                                   else "")
+def settings_of(claims: list[dict], protocols: list[str] | None = None) -> list[Setting]:
+    """The (dataset, protocol) settings the claims were judged in, datasets whose positive
+    control passes first (the README leads with a dataset where training helps), then in
+    the order of the claims; protocols in the order of ``protocols`` when given."""
+    bound = [c for c in claims if c.get("protocol") != ANY_PROTOCOL]
+    settings = list(dict.fromkeys(_setting(c) for c in bound))
+    if protocols is not None:
+        settings = [s for p in protocols for s in settings if s[1] == p] + \
+            [s for s in settings if s[1] not in protocols]
+    datasets = list(dict.fromkeys(d for d, _ in settings))
+    passing = {d for d, p in settings if _verdict(claims, "control", (d, p)) == PASSES}
+    order = sorted(datasets, key=lambda d: (d not in passing, datasets.index(d)))
+    return sorted(settings, key=lambda s: order.index(s[0]))
 
 
-def _grouped(protocols: list[str], key) -> list[tuple[Any, list[str]]]:
-    """Protocols grouped by an outcome, in order of first appearance."""
-    groups: dict[Any, list[str]] = {}
-    for p in protocols:
-        groups.setdefault(key(p), []).append(p)
+def _where(group: list[Setting], settings: list[Setting], negative: bool) -> str:
+    """"under either protocol" / "under both protocols" / "under the paper protocol", with
+    "on <dataset>" in front of each dataset's part when the settings hold several."""
+    datasets = list(dict.fromkeys(d for d, _ in settings))
+    parts = []
+    for d in dict.fromkeys(d for d, _ in group):
+        mine = [p for dd, p in group if dd == d]
+        every = [p for dd, p in settings if dd == d]
+        if len(mine) == len(every) == 2:
+            where = "under either protocol" if negative else "under both protocols"
+        elif len(mine) == len(every) > 2:
+            where = "under every protocol" if not negative else "under any protocol"
+        else:
+            where = ("under the " + " and the ".join(mine) + " protocol"
+                     + ("s" if len(mine) > 1 else ""))
+        parts.append(where if len(datasets) == 1 or d is None else f"on {d} {where}")
+    return " and ".join(parts)
+
+
+def _grouped(settings: list[Setting], key) -> list[tuple[Any, list[Setting]]]:
+    """Settings grouped by an outcome, in order of first appearance."""
+    groups: dict[Any, list[Setting]] = {}
+    for s in settings:
+        groups.setdefault(key(s), []).append(s)
     return list(groups.items())
 
 
@@ -162,46 +196,46 @@ def bottom_line(data: dict[str, Any]) -> list[str]:
     whether training helps here (and so whether its accuracy claims can be tested), and
     where RKDO's lower loss comes from — chosen by the verdicts of the claims checklist in
     ``data`` (a summary from :func:`summarize` or the manifest ``aggregate.json``: keys
-    ``claims``, ``datasets``, ``seeds``, ``protocols``). A sentence whose claims the
-    checklist lacks is left out."""
+    ``claims``, ``datasets``, ``seeds``, ``protocols``), per dataset and protocol, a dataset
+    where training helps first. A sentence whose claims the checklist lacks is left out."""
     claims = data.get("claims") or []
-    protocols = [p for p in data.get("protocols", [])
-                 if any(c.get("protocol") == p for c in claims)]
+    settings = settings_of(claims, list(data.get("protocols", [])))
     datasets = [dataset_label(d) for d in data.get("datasets", [])]
-    several = len(datasets) > 1
     out = []
-    loss = next((c for p in protocols if (c := _claim(claims, "loss", p))), None)
-    fewer = next((c for p in protocols if (c := _claim(claims, "fewer_epochs", p))), None)
+    loss = next((c for st in settings if (c := _claim(claims, "loss", st))), None)
+    fewer = next((c for st in settings if (c := _claim(claims, "fewer_epochs", st))), None)
     if loss or fewer:
         what = [f"reaches {loss['claim']}" if loss else "",
                 f"needs {fewer['claim']}" if fewer else ""]
         out.append("The paper claims that RKDO " + " and ".join(filter(None, what)) + ".")
-    if not protocols:
+    if not settings:
         return out
     n_seeds = len(data.get("seeds", []))
     context = f"Here ({', '.join(datasets)}, {n_seeds} seed{'s' if n_seeds != 1 else ''})"
+    # an old summary (one row per protocol over every dataset): its control is a conjunction
+    pooled = len(datasets) > 1 and all(d is None for d, _ in settings)
     parts = []
     for (control, fewer_v), group in _grouped(
-            protocols, lambda p: (_verdict(claims, "control", p),
-                                  _verdict(claims, "fewer_epochs", p))):
+            settings, lambda st: (_verdict(claims, "control", st),
+                                  _verdict(claims, "fewer_epochs", st))):
         clause = _CONTROL_CLAUSE.get(control, _CONTROL_UNKNOWN)
-        if control in _CONTROL_FAILED and several:
+        if control in _CONTROL_FAILED and pooled:
             clause += " on every dataset"
-        clause += " " + _where(group, protocols, control != PASSES)
+        clause += " " + _where(group, settings, control != PASSES)
         if fewer_v in _FEWER_EPOCHS_CLAUSE:
             clause += ", " + _FEWER_EPOCHS_CLAUSE[fewer_v]
         parts.append(clause)
     out.append(f"{context}, " + "; ".join(parts) + ".")
     parts = []
     for (loss_v, term_v, yard_v), group in _grouped(
-            protocols, lambda p: tuple(_verdict(claims, k, p)
+            settings, lambda st: tuple(_verdict(claims, k, st)
                                        for k in ("loss", "training_term", "yardstick"))):
         clause = _LOSS_CLAUSE.get(loss_v, "whether RKDO's loss is lower cannot be tested with "
                                           "this grid")
-        if len(protocols) > 1 and len(group) < len(protocols):
-            clause = _where(group, protocols, False) + ", " + clause[:1].lower() + clause[1:]
-        elif len(protocols) > 1:
-            clause += " " + _where(group, protocols, False)
+        if len(settings) > 1 and len(group) < len(settings):
+            clause = _where(group, settings, False) + ", " + clause[:1].lower() + clause[1:]
+        elif len(settings) > 1:
+            clause += " " + _where(group, settings, False)
         if term_v in _TRAINING_TERM_CLAUSE:
             clause += (", but " if term_v == FAILS and loss_v == HOLDS else ", and ") \
                 + _TRAINING_TERM_CLAUSE[term_v]
@@ -217,23 +251,29 @@ def _bottom_line_md(data: dict[str, Any]) -> str:
 
 
 def _claims_table(claims: list[dict]) -> str:
-    """The verdicts as Markdown: the claims judged per protocol in one table (a column per
-    protocol), the claims judged once for the whole study (protocol ``any``: theory, FLOPs)
-    in a second one, so no row carries an empty column."""
+    """The verdicts as Markdown: the claims judged per dataset and protocol in one table (a
+    column per setting, a dataset whose positive control passes first; the dataset is named
+    when there are several), the claims judged once for the whole study (protocol ``any``:
+    theory, FLOPs) in a second one, so no row carries an empty column."""
     bound = [c for c in claims if c["protocol"] != ANY_PROTOCOL]
     free = [c for c in claims if c["protocol"] == ANY_PROTOCOL]
     out = []
     if bound:
-        protocols = list(dict.fromkeys(c["protocol"] for c in bound))
-        rows: dict[str, dict[str, str]] = {}
+        settings = settings_of(bound)
+        several = len({d for d, _ in settings}) > 1
+        rows: dict[str, dict[Setting, str]] = {}
         for c in bound:
-            rows.setdefault(c["claim"], {})[c["protocol"]] = c["verdict"]
-        head = "| claim | " + " | ".join(f"{p} protocol" if p in ("paper", "full") else p
-                                          for p in protocols) + " |"
-        sep = "|---|" + "---|" * len(protocols)
-        body = [f"| {claim} | " + " | ".join(v.get(p, "") for p in protocols) + " |"
+            rows.setdefault(c["claim"], {})[_setting(c)] = c["verdict"]
+
+        def head(st: Setting) -> str:
+            d, p = st
+            name = f"{p} protocol" if p in ("paper", "full") else p
+            return f"{d}, {name}" if several and d else name
+        sep = "|---|" + "---|" * len(settings)
+        body = [f"| {claim} | " + " | ".join(v.get(st, "—") for st in settings) + " |"
                 for claim, v in rows.items()]
-        out.append("\n".join([head, sep, *body]))
+        out.append("\n".join(["| claim | " + " | ".join(map(head, settings)) + " |", sep,
+                              *body]))
     if free:
         out.append("\n".join(["| claim (whole study, not per protocol) | verdict |",
                                "|---|---|",

@@ -123,6 +123,19 @@ def mde_at(sd: float, n: int, alpha: float) -> float:
     return min_detectable_difference(float(sd), int(n), alpha=float(alpha))
 
 
+def eval_size_mde(n: int, p: float = 0.8, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest difference of two accuracies near ``p`` that ``n`` test images resolve
+    with ``power`` at two-sided level ``alpha``, taking the two as independent binomial
+    proportions (the worst case: scoring both encoders on the same images only lowers it):
+    ``(z_{1-alpha/2} + z_power) * sqrt(2 p (1 - p) / n)``. It sizes the Fashion grid's test
+    subset (params/fashion.yaml)."""
+    if not (n >= 1 and 0 < p < 1 and 0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"eval_size_mde(n={n}, p={p}, alpha={alpha}, power={power}): need "
+                         "n >= 1 and p, alpha, power in (0, 1)")
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    return float(z * np.sqrt(2 * p * (1 - p) / n))
+
+
 def power_text(mde: float, alpha: float, unit: str = "") -> str:
     """"80 % power to detect a true difference of X at level α" — what a test that did not
     reject could have found (docs/design.md "Statistics conventions"). A power calculation
@@ -538,8 +551,13 @@ def control_test_text(r) -> str:
 
 
 def positive_control_sentences(control: pd.DataFrame) -> list[str]:
-    """One sentence per (dataset, protocol): does training help here (the gate)?"""
+    """One sentence per (dataset, protocol): does training help here (the gate)? The
+    datasets where it passes come first (a stable reordering: the README leads with them)."""
     out = []
+    if not control.empty:
+        passing = set(control.dataset[control.status == "passes"])
+        control = control.assign(_lead=~control.dataset.isin(passing)).sort_values(
+            "_lead", kind="stable")
     for r in control.itertuples():
         name = _label(r.dataset, r.protocol)
         if r.status == "not testable":
