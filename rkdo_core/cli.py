@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         "they are computed (a re-run skips those there), then draw the figure and caption "
         "beside the CSV from the CSV alone.")
     p.add_argument("--params", default=None, help="params file whose config the runs use "
-                   "(default: params/fashion.yaml of this project)")
+                   "(default: params/fashion_curve.yaml of this project)")
     p.add_argument("--methods", default="icon,rkdo", help="comma-separated (default "
                    "icon,rkdo)")
     p.add_argument("--seeds", default="42,123", help="comma-separated (default 42,123)")

@@ -167,6 +167,10 @@ class RunConfig:
     # folds and number of C values (log-spaced in [1e-3, 1e2]) of the CV linear probe.
     probe_cv_folds: int = 5
     probe_cv_cs: int = 10
+    # the largest C of that grid (the smallest is 1e-3); 100 by default. A smaller one saves
+    # the slowest fits (weak regularisation: thousands of lbfgs iterations) where CV never
+    # chooses them (params/fashion.yaml says why it uses 10).
+    probe_cv_c_max: float = 100.0
     # at most this many evaluation images are scored by the yardsticks; None = all of them.
     yardstick_images: int | None = None
     data_root: str | None = field(default=None, compare=False)
@@ -175,6 +179,8 @@ class RunConfig:
         # Normalise the budget list first (YAML/CLI give lists), then validate everything.
         if isinstance(self.epochs, (list, tuple)):
             object.__setattr__(self, "epochs", tuple(self.epochs))
+        if _is_int(self.probe_cv_c_max):  # 10 and 10.0 are one setting (one digest, one file)
+            object.__setattr__(self, "probe_cv_c_max", float(self.probe_cv_c_max))
         _validate(self)
 
     # ---- construction helpers -------------------------------------------------------
@@ -376,8 +382,13 @@ def _validate(c: RunConfig) -> None:
                             integer=True)
     if not _is_int(c.probe_cv_cs) or c.probe_cv_cs < 1:
         raise _number_error("probe_cv_cs", c.probe_cv_cs,
-                            "must be an integer >= 1 (C values log-spaced in [1e-3, 1e2])",
+                            "must be an integer >= 1 (C values log-spaced in [1e-3, "
+                            "probe_cv_c_max])",
                             integer=True)
+    if not _is_finite_number(c.probe_cv_c_max) or not 1e-3 < c.probe_cv_c_max <= 1e6:
+        raise _number_error("probe_cv_c_max", c.probe_cv_c_max,
+                            "must be a finite number in (0.001, 1e6]: the largest C of the "
+                            "CV probe's grid (its smallest is 0.001)")
     if c.yardstick_images is not None and (not _is_int(c.yardstick_images)
                                            or c.yardstick_images < 2):
         raise _number_error("yardstick_images", c.yardstick_images,

@@ -112,7 +112,8 @@ FLOAT_FIELDS = [f.name for f in dataclasses.fields(RunConfig) if f.type in ("flo
 
 
 def test_every_float_field_is_listed():
-    assert FLOAT_FIELDS == ["lr", "weight_decay", "temperature", "debias_alpha", "alpha", "beta"]
+    assert FLOAT_FIELDS == ["lr", "weight_decay", "temperature", "debias_alpha", "alpha", "beta",
+                            "probe_cv_c_max"]
 
 
 @pytest.mark.parametrize("field", FLOAT_FIELDS)
@@ -185,3 +186,15 @@ def test_params_file_number_read_as_text(tmp_path):
 def test_integer_too_long_to_print_still_gives_one_line():
     with pytest.raises(ConfigError, match="integer of about 5000 digits"):
         RunConfig(seed=10**5000)
+
+
+@pytest.mark.parametrize("value", [0.001, 0.0, -1.0, 1e7, "10", True])
+def test_probe_cv_c_max_is_checked_in_one_line(value):
+    with pytest.raises(ConfigError) as info:
+        RunConfig(probe_cv_c_max=value)
+    assert info.value.field == "probe_cv_c_max" and "(0.001, 1e6]" in str(info.value)
+
+
+def test_probe_cv_c_max_int_and_float_are_one_setting():
+    assert RunConfig(probe_cv_c_max=10) == RunConfig(probe_cv_c_max=10.0)
+    assert RunConfig(probe_cv_c_max=10).to_dict()["probe_cv_c_max"] == 10.0

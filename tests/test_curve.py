@@ -26,7 +26,7 @@ from rkdo_core.training.evaluate import probe_cs
 from rkdo_core.training.train import train
 
 N_TRAIN, N_TEST = 80, 40
-N_CS = 5  # params/fashion.yaml: probe_cv_cs
+N_CS = 5  # params/fashion_curve.yaml: probe_cv_cs
 ROWS_PER_STEP = 1 + N_CS + 3  # linear_cv, linear_C per C, knn20, knn5, knn5_cosine
 
 

@@ -15,7 +15,8 @@ from rkdo_core.cli import main
 from rkdo_core.config import load_params
 from rkdo_core.data import FASHION_MNIST_FILES
 from rkdo_core.layout import EVAL_FULL_KEYS, EVAL_V3_KEYS
-from rkdo_core.training.evaluate import evaluate_run
+from rkdo_core.reporting.stats import eval_size_mde
+from rkdo_core.training.evaluate import evaluate_run, probe_cs
 from rkdo_core.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,11 +47,29 @@ def test_fashion_grid_stops_before_any_run_when_files_are_missing(nowhere, capsy
     assert not list(out.glob("fashion_mnist/*/*/seed_*")), "a run was started"
 
 
-def test_fashion_grid_config_is_the_learning_regime():
+def test_fashion_grid_config_is_the_cpu_grid():
     cfgs = SPEC.configs()
     assert {c.dataset for c in cfgs} == {"fashion_mnist"} and len(cfgs) == 10
-    assert all(c.protocol == "full" and c.eval_images is None for c in cfgs)  # whole test set
-    assert SPEC.aggregate["min_important_difference"] == 0.02
+    assert all(c.protocol == "full" and c.threads == 1 for c in cfgs)
+    # the budgets the YAML states: 100 / 200 / 500 optimizer steps; claim (b)'s pairs at
+    # 20 % and 40 % of I-Con's steps
+    (spe,) = {c.steps_per_epoch for c in cfgs}
+    assert [e * spe for e in SPEC.epochs] == [100, 200, 500]
+    for early, late in SPEC.aggregate["table3_pairs"]:
+        assert 0.2 <= early / late <= 0.4
+    # its test subset resolves the margin M (the YAML's sentence, computed)
+    (n,) = {c.eval_images for c in cfgs}
+    m = SPEC.aggregate["min_important_difference"]
+    assert eval_size_mde(n) <= m < eval_size_mde(n - 400)
+    assert f"differ by {eval_size_mde(n):.4f}" in FASHION.read_text()
+    assert probe_cs(cfgs[0].probe_cv_cs, cfgs[0].probe_cv_c_max) == (0.001, 0.01, 0.1, 1.0,
+                                                                     10.0)
+
+
+def test_fashion_shares_digits_aggregation_settings():
+    """One results folder holds both datasets, so one set of aggregation settings."""
+    assert SPEC.aggregate == load_params(ROOT / "params" / "default.yaml").aggregate \
+        == load_params(ROOT / "params" / "default_full.yaml").aggregate
 
 
 def test_one_fashion_run_trains_and_evaluates_on_miniature_files(tmp_path, monkeypatch):

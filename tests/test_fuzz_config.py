@@ -96,6 +96,8 @@ NEAR_VALID = {
     "probe_train_images": _edges_or([None, 20], st.integers(20, 10**6)),
     "probe_cv_folds": st.integers(2, 10),
     "probe_cv_cs": st.integers(1, 20),
+    "probe_cv_c_max": _edges_or([1e6, 0.0011, 10, 100.0],
+                                st.floats(0.001, 1e6, exclude_min=True)),
     "yardstick_images": _edges_or([None, 2], st.integers(2, 10**6)),
     "data_root": st.one_of(st.none(), st.text(max_size=5)),
 }

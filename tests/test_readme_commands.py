@@ -118,7 +118,7 @@ def _exercise_rkdo(cmd: str, tmp: Path, smoke: Path) -> None:
 
 
 def _recipe_rkdo_lines(target: str, tmp: Path) -> list[str]:
-    lines = _make_recipe(target, RESULTS=str(tmp / "r"), FASHION_RESULTS=str(tmp / "f"),
+    lines = _make_recipe(target, RESULTS=str(tmp / "r"),
                          SMOKE_RESULTS=str(tmp / "s"))
     out = []
     for ln in lines:

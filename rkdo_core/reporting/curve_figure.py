@@ -99,7 +99,7 @@ def caption(df: pd.DataFrame) -> str:
         f"test images against the number of real optimizer steps (batches of "
         f"{info['batch_size']} images, two augmented views each) for "
         f"{' and '.join(_label(m) for m in methods)}, trained with the full protocol and "
-        "the paper's loss settings (params/fashion.yaml) — one run per method and seed, "
+        "the paper's loss settings (params/fashion_curve.yaml) — one run per method and seed, "
         "evaluated at each step budget. Thin lines: each seed; thick lines: the mean over "
         f"seeds {', '.join(map(str, info['seeds']))}. Dotted line: the untrained encoder "
         "(step 0; the same encoder for both methods of a seed). Features: the "

@@ -65,7 +65,8 @@ def measure_split(run_dir: str | Path, epoch: int) -> dict[str, float]:
             timed("linear_eval (C = 1)", linear_eval_accuracy, train_feats, train_y,
                   test_features=feats, test_labels=test_y, seed=ev.EVAL_SEED)
             timed("linear_cv (CV over C)", linear_probe_cv, train_feats, train_y, feats,
-                  test_y, Cs=ev.probe_cs(config.probe_cv_cs), folds=config.probe_cv_folds,
+                  test_y, Cs=ev.probe_cs(config.probe_cv_cs, config.probe_cv_c_max),
+                  folds=config.probe_cv_folds,
                   seed=ev.EVAL_SEED)
             timed("knn20 + knn5_cosine", lambda: (
                 knn_weighted_accuracy(train_feats, train_y, feats, test_y, k=ev.KNN_K,

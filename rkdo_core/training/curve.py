@@ -3,7 +3,7 @@ self-supervised training helps the encoder in this regime, and at which step bud
 
 For each (method, seed) ONE run is trained by the suite's own loop
 (:func:`rkdo_core.training.train.train`) up to the largest step budget, with the config of
-the params file (``params/fashion.yaml``: full protocol, the paper's loss settings) and
+the params file (``params/fashion_curve.yaml``: full protocol, the paper's loss settings) and
 ``steps_per_epoch`` / ``epochs`` chosen so that the "epochs" are exactly the requested
 optimizer-step budgets (:func:`step_schedule`). As soon as a budget's checkpoint is written
 (the ``on_checkpoint`` hook of ``train``) it is evaluated by embedding ONCE a fixed
@@ -64,7 +64,7 @@ from .evaluate import (
 )
 from .train import load_data, load_encoder, thread_setting, train
 
-DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "params" / "fashion.yaml"
+DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "params" / "fashion_curve.yaml"
 DEFAULT_METHODS = ("icon", "rkdo")
 DEFAULT_SEEDS = (42, 123)
 DEFAULT_STEPS = (0, 100, 250, 500, 1000, 1500)
@@ -78,6 +78,8 @@ KNN_SMALL_K = 5
 #: left out of ``config_id``
 _ID_EXCLUDE = ("method", "seed", "epochs", "steps_per_epoch", "threads", "data_root",
                "device")
+#: fields added later, with the value every curve computed before them had
+_ID_LATER = {"probe_cv_c_max": 100.0}
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,11 @@ def step_schedule(steps: Sequence[int], full_pass: int) -> tuple[int, tuple[int,
 
 
 def config_id(config: RunConfig) -> str:
-    """A digest of what the training computes, apart from method, seed and budgets."""
-    d = {k: v for k, v in config.to_dict().items() if k not in _ID_EXCLUDE}
+    """A digest of what the training computes, apart from method, seed and budgets. A field
+    added to RunConfig after curves were computed (:data:`_ID_LATER`) enters it only when it
+    differs from the value every earlier curve had, so their CSVs stay resumable."""
+    d = {k: v for k, v in config.to_dict().items() if k not in _ID_EXCLUDE
+         and not (k in _ID_LATER and v == _ID_LATER[k])}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -288,7 +293,7 @@ class _Evaluator:
         feats_te = embed_all(model, self.test_x)[cfg.eval_features]
         del model
         t_embed = time.perf_counter()
-        cs = probe_cs(cfg.probe_cv_cs)
+        cs = probe_cs(cfg.probe_cv_cs, cfg.probe_cv_c_max)
         with warnings.catch_warnings():
             # convergence is recorded per row (``converged``), not printed per fit
             warnings.simplefilter("ignore")

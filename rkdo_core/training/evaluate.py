@@ -61,7 +61,8 @@ from .yardstick import view_embeddings, yardstick
 #: the linear-probe split and k-means seed of the evaluation protocol (fixed, as in the
 #: reference notebook), independent of the training seed.
 EVAL_SEED = 42
-#: range of the CV probe's C grid: ``probe_cv_cs`` values log-spaced in [1e-3, 1e2]
+#: range of the CV probe's C grid: ``probe_cv_cs`` values log-spaced in [1e-3, 1e2] (the
+#: upper end: RunConfig.probe_cv_c_max)
 PROBE_C_RANGE = (-3.0, 2.0)
 #: weighted k-NN (DINO eval_knn) and cosine neighbourhood settings of the full protocol
 KNN_K, KNN_TEMPERATURE, KNN_COSINE_K = 20, 0.07, 5
@@ -151,10 +152,12 @@ def eval_split(config: RunConfig, test: Any) -> tuple[torch.Tensor, np.ndarray, 
     return images, test.labels.numpy()[idx], kind
 
 
-def probe_cs(n: int) -> tuple[float, ...]:
-    """The CV probe's C grid: ``n`` values log-spaced in [1e-3, 1e2] (n = 10 gives
-    :data:`rkdo_core.metrics.PROBE_CS`)."""
-    return tuple(float(c) for c in np.logspace(*PROBE_C_RANGE, n))
+def probe_cs(n: int, c_max: float = 100.0) -> tuple[float, ...]:
+    """The CV probe's C grid: ``n`` values log-spaced in [1e-3, ``c_max``] (n = 10 and the
+    default ``c_max`` give :data:`rkdo_core.metrics.PROBE_CS`; RunConfig.probe_cv_c_max)."""
+    if c_max == 10 ** PROBE_C_RANGE[1]:  # the exact grid every earlier run used
+        return tuple(float(c) for c in np.logspace(*PROBE_C_RANGE, n))
+    return tuple(float(c) for c in np.logspace(PROBE_C_RANGE[0], np.log10(c_max), n))
 
 
 def encoder_metrics(test_features: np.ndarray, test_labels: np.ndarray,
@@ -163,7 +166,8 @@ def encoder_metrics(test_features: np.ndarray, test_labels: np.ndarray,
     """The full protocol's measures beyond the paper: ``linear_cv`` (+ ``_C``, ``_n_iter``,
     ``_converged``), ``knn20``, ``knn5_cosine``, from already embedded features."""
     probe = linear_probe_cv(train_features, train_labels, test_features, test_labels,
-                            Cs=probe_cs(config.probe_cv_cs), folds=config.probe_cv_folds,
+                            Cs=probe_cs(config.probe_cv_cs, config.probe_cv_c_max),
+                            folds=config.probe_cv_folds,
                             seed=EVAL_SEED)
     return {"linear_cv": probe.accuracy, "linear_cv_C": probe.C,
             "linear_cv_n_iter": probe.n_iter, "linear_cv_converged": probe.converged,
