@@ -90,3 +90,25 @@ def test_one_fashion_run_trains_and_evaluates_on_miniature_files(tmp_path, monke
         assert r["dataset"] == "fashion_mnist" and r["eval_images"] == 40
         assert set(EVAL_V3_KEYS) | set(EVAL_FULL_KEYS) <= set(r)
         assert 0 <= r["linear_cv"] <= 1 and 0 <= r["knn20"] <= 1
+
+
+def test_readme_states_what_params_fashion_yaml_runs():
+    """The README's Fashion-MNIST paragraph types the grid's settings: they must be the
+    params file's (and the curve's defaults)."""
+    from rkdo_core.training.curve import DEFAULT_SEEDS, DEFAULT_STEPS  # deferred: torch
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Real images: Fashion-MNIST"):
+                   text.index("## The paper's grid")]
+    flat = " ".join(section.split())
+    cfg = SPEC.configs()[0]
+    spe = cfg.steps_per_epoch
+    assert (f"both methods, {len(SPEC.seeds)} seeds, "
+            + " / ".join(f"{e * spe:,}" for e in SPEC.epochs)
+            + " optimizer steps of " + str(cfg.batch_size) + " images (epochs "
+            + " / ".join(map(str, SPEC.epochs)) + f" of {spe} steps)") in flat
+    assert (f"({cfg.probe_train_images:,} probe-train and {cfg.eval_images:,} test images)"
+            in flat)
+    assert f"seeds {DEFAULT_SEEDS[0]} and {DEFAULT_SEEDS[1]}, up to {DEFAULT_STEPS[-1]:,} steps" \
+        in flat
+    assert f"grid stops at {max(SPEC.epochs) * spe} steps" in flat

@@ -23,8 +23,12 @@ def test_run_rows_split_each_run_into_training_evaluation_and_the_rest(smoke_res
         assert r["other"] == pytest.approx(r["total"] - r["training"] - r["evaluation"])
         assert r["steps"] == 4  # 2 epochs of 2 steps
         assert 0 < r["training"] < r["total"] and r["other"] > 0
+        # the evaluation's recorded parts add up to no more than its whole
+        parts = r["embed"] + r["metrics"] + r["yardstick"]
+        assert 0 < parts <= r["evaluation"] + 1e-6
     (s,) = summarize_runs(rows)
     assert s["protocol"] == "paper" and s["runs"] == 6 and s["steps"] == 24
+    assert s["dataset"] == "digits"
     assert s["total"] == pytest.approx(sum(r["total"] for r in rows))
 
 
@@ -49,7 +53,7 @@ def test_profile_command_prints_tables_and_refuses_bad_input(smoke_results, tmp_
                                                              capsys):
     assert main(["profile", str(smoke_results)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("CPU: ") and "| paper | 6 | 24 |" in out
+    assert out.startswith("CPU: ") and "| digits | paper | 6 | 24 |" in out
     assert main(["profile", str(tmp_path / "nowhere")]) == 2
     assert "results 'nowhere" in capsys.readouterr().err.replace(str(tmp_path) + "/", "")
     assert main(["profile", str(tmp_path)]) == 2

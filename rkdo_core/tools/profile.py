@@ -32,6 +32,8 @@ from ..runio import read_json
 from .args import ShortErrorParser
 from .measure import cpu_model
 
+#: the evaluation's parts each metrics file times (``seconds_<part>``; older files lack them)
+EVAL_PARTS = ("embed", "metrics", "yardstick")
 #: a log line: Unix seconds, a space, the text make printed
 _LOG_LINE = re.compile(r"^(\d{9,11}) (.*)$")
 #: the lines of a make log that start a stage: the commands the Makefile echoes (its rkdo
@@ -54,7 +56,10 @@ def run_rows(results: str | Path) -> list[dict[str, Any]]:
         cfg = rec.get("config", {})
         evaluation = sum(float(m.get("seconds", 0.0)) for m in metrics)
         total, training = float(rec.get("seconds", 0.0)), float(train.get("seconds", 0.0))
-        rows.append({"run": rec.get("run", run.name), "protocol": cfg.get("protocol"),
+        parts = {k: sum(float(m.get(f"seconds_{k}", 0.0)) for m in metrics)
+                 for k in EVAL_PARTS}
+        rows.append({"run": rec.get("run", run.name), "dataset": cfg.get("dataset"),
+                     "protocol": cfg.get("protocol"), **parts,
                      "method": cfg.get("method"), "seed": cfg.get("seed"),
                      "steps": max((int(m.get("steps", 0)) for m in metrics), default=0),
                      "total": total, "training": training, "evaluation": evaluation,
@@ -63,15 +68,18 @@ def run_rows(results: str | Path) -> list[dict[str, Any]]:
 
 
 def summarize_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per protocol: runs, optimizer steps, the summed seconds of each part and the
-    training's median seconds per step."""
+    """Per dataset and protocol: runs, optimizer steps, the summed seconds of each part (the
+    evaluation's embedding / metrics / yardstick parts where the metrics files record them)
+    and the training's median seconds per step."""
     out = []
-    for protocol in sorted({r["protocol"] for r in rows}, key=str):
-        mine = [r for r in rows if r["protocol"] == protocol]
+    for dataset, protocol in sorted({(r.get("dataset"), r["protocol"]) for r in rows},
+                                    key=str):
+        mine = [r for r in rows if r["protocol"] == protocol and r.get("dataset") == dataset]
         steps = sum(r["steps"] for r in mine)
-        out.append({"protocol": protocol, "runs": len(mine), "steps": steps,
-                    **{k: sum(r[k] for r in mine)
-                       for k in ("total", "training", "evaluation", "other")},
+        out.append({"dataset": dataset, "protocol": protocol, "runs": len(mine),
+                    "steps": steps,
+                    **{k: sum(r.get(k, 0.0) for r in mine)
+                       for k in ("total", "training", "evaluation", "other", *EVAL_PARTS)},
                     "s_per_step": statistics.median(r["training"] / r["steps"]
                                                     for r in mine if r["steps"]) if steps else
                     float("nan")})
@@ -120,11 +128,15 @@ def render(results: str | Path | None, log: str | Path | None,
         if not summary:
             raise ValueError(f"{results}: no complete run (no {RUN_COMPLETE}) below it")
         parts.append(_table(
-            ["protocol", "runs", "steps", "run-seconds", "training", "evaluation",
+            ["dataset", "protocol", "runs", "steps", "run-seconds", "training", "evaluation",
+             "of it: embedding / metrics / yardsticks",
              "other (kernels, imports, t-SNE, figures)", "s / step"],
-            [[str(s["protocol"]), str(s["runs"]), str(s["steps"]), f"{s['total']:.0f}",
+            [[str(s["dataset"]), str(s["protocol"]), str(s["runs"]), str(s["steps"]),
+              f"{s['total']:.0f}",
               f"{s['training']:.0f} ({100 * s['training'] / s['total']:.0f} %)",
               f"{s['evaluation']:.0f} ({100 * s['evaluation'] / s['total']:.0f} %)",
+              " / ".join(f"{s[k]:.0f}" for k in EVAL_PARTS)
+              if any(s[k] for k in EVAL_PARTS) else "not recorded",
               f"{s['other']:.0f} ({100 * s['other'] / s['total']:.0f} %)",
               f"{s['s_per_step']:.2f}"] for s in summary]))
     if split is not None:
