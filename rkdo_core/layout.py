@@ -48,6 +48,9 @@ PARTIAL_PREFIX = ".partial-"
 
 # ---- files of a results folder ------------------------------------------------------------
 GRID_RECORD = "grid.json"
+#: every grid that wrote into a results folder, one record each (``grids/<params name>.json``;
+#: grid.json is the last one): the site lists them all
+GRID_RECORDS = "grids"
 #: ``name==version`` of every installed distribution, written by each grid invocation
 ENVIRONMENT = "environment.txt"
 MANIFEST = "aggregate.json"

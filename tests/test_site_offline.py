@@ -6,6 +6,7 @@ the same pages in Chromium)."""
 import html
 import json
 import re
+import shutil
 import sys
 import tempfile
 from html.parser import HTMLParser
@@ -16,7 +17,7 @@ import pytest
 from helpers import synthetic_rows, write_synthetic_results
 
 from rkdo_core.config import load_params
-from rkdo_core.layout import GRID_RECORD, MANIFEST, repository_dir
+from rkdo_core.layout import GRID_RECORD, GRID_RECORDS, MANIFEST, repository_dir
 from rkdo_core.reporting.aggregate import aggregate, build_tables
 from rkdo_core.reporting.fmt import dash_nan, fmt_large, write_table
 from rkdo_core.reporting.stats import paired_comparison
@@ -385,3 +386,25 @@ def test_no_page_of_the_smoke_supplement_shows_a_build_path(aggregated_smoke):
     for page in sorted(aggregated_smoke.rglob("*.html")):
         text = page.read_text(encoding="utf-8")
         assert not [p for p in paths if p in text], page
+
+
+def test_index_lists_every_grid_that_wrote_into_the_folder(site):
+    """digits (paper, full) and Fashion-MNIST grids share results/default: grid.json is only
+    the last one, so the index lists each record of grids/ (before: the last grid alone)."""
+    root, _ = site
+    records = root / GRID_RECORDS
+    records.mkdir(exist_ok=True)
+    for name, desc, ds in (("default", "digits, paper protocol", "digits"),
+                           ("fashion", "Fashion-MNIST, the CPU grid", "fashion_mnist")):
+        (records / f"{name}.json").write_text(json.dumps({
+            "source": f"params/{name}.yaml", "description": desc, "datasets": [ds],
+            "methods": ["rkdo", "icon"], "seeds": [42], "epochs": [1, 2, 5],
+            "preset": "full"}))
+    try:
+        text = write_index(root).read_text(encoding="utf-8")
+        grids = re.findall(r"<p>Grid <code>(.*?)</code>: (.*?)\.", text)
+        assert grids == [("params/default.yaml", "digits, paper protocol"),
+                         ("params/fashion.yaml", "Fashion-MNIST, the CPU grid")]
+    finally:
+        shutil.rmtree(records)
+        write_index(root)

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError, GridSpec, RunConfig
 from ..datasets import facts
 from ..errors import DatasetUnavailableError
-from ..layout import ENVIRONMENT, GRID_RECORD, run_dir_for, run_label
+from ..layout import ENVIRONMENT, GRID_RECORD, GRID_RECORDS, run_dir_for, run_label
 from ..runio import installed_packages, write_atomic, write_json_atomic
 from . import backends
 from .locks import lock_holder
@@ -173,8 +173,9 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: int = 1,
     configs = prepare_grid(spec, out, workers=workers, override=override, backend=backend,
                            scheduler=scheduler, check_data=check_data)
     out = Path(out)
-    write_json_atomic(out / GRID_RECORD, {**spec.to_dict(), "override": override,
-                                          "workers": workers, "backend": backend})
+    record = {**spec.to_dict(), "override": override, "workers": workers, "backend": backend}
+    write_json_atomic(out / GRID_RECORD, record)
+    write_json_atomic(out / GRID_RECORDS / f"{spec.name or 'grid'}.json", record)
     env = installed_packages().encode()  # the exact environment, beside the grid record
     write_atomic(out / ENVIRONMENT, lambda fh: fh.write(env))
     report = GridReport(out)

@@ -27,6 +27,7 @@ from ..layout import (
     AGGREGATE_NOTEBOOK,
     DIAGNOSTICS_NOTEBOOK,
     GRID_RECORD,
+    GRID_RECORDS,
     MANIFEST,
     RUN_COMPLETE,
     RUN_FAILED,
@@ -567,14 +568,17 @@ def write_index(results_dir: Path, runs: list[dict[str, Any]] | None = None) -> 
             f"<h1>RKDO vs I-Con reproduction: {esc(results_dir.name)}</h1>", banner]
     head += _bottom_line(manifest, note)
     parts = []
-    if grid:
-        datasets = [dataset_label(d) for d in grid.get("datasets", [])]
-        parts.append(f"<p>Grid <code>{esc(_shown_source(grid.get('source')))}</code>: "
-                     f"{esc(grid.get('description', ''))}. Datasets {esc(_words(datasets))}; "
-                     f"methods {esc(_words(grid.get('methods', [])))}; seeds "
-                     f"{esc(_words(grid.get('seeds', [])))}; budgets "
-                     f"{esc(_words(grid.get('epochs', [])))} epochs; "
-                     f"{esc(str(grid.get('preset', '')))} protocol.</p>")
+    # every grid that wrote here (grids/*.json), else the last one (grid.json)
+    records = [read_json(f) for f in sorted((results_dir / GRID_RECORDS).glob("*.json"))] \
+        if (results_dir / GRID_RECORDS).is_dir() else []
+    for g in records or ([grid] if grid else []):
+        datasets = [dataset_label(d) for d in g.get("datasets", [])]
+        parts.append(f"<p>Grid <code>{esc(_shown_source(g.get('source')))}</code>: "
+                     f"{esc(g.get('description', ''))}. Datasets {esc(_words(datasets))}; "
+                     f"methods {esc(_words(g.get('methods', [])))}; seeds "
+                     f"{esc(_words(g.get('seeds', [])))}; budgets "
+                     f"{esc(_words(g.get('epochs', [])))} epochs; "
+                     f"{esc(str(g.get('preset', '')))} protocol.</p>")
     counts = {s: sum(r["status"] == s for r in runs) for s in ("complete", "failed",
                                                                "incomplete")}
     parts.append(f"<p>{len(runs)} runs: {counts['complete']} complete, {counts['failed']} "
