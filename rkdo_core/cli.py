@@ -32,6 +32,7 @@ from .config import (
     load_params,
     parse_int_list,
 )
+from .curvespec import CurveSpec, check_spec
 from .datasets import DATASET_NAMES
 from .errors import DatasetUnavailableError, NonFiniteLossError
 from .layout import AGGREGATE_NOTEBOOK, THEORY_NOTEBOOK, require_trained_run, run_label
@@ -239,8 +240,6 @@ def cmd_curve(args) -> int:
     from .reporting.curve_figure import write_figure  # deferred: imports matplotlib
 
     if not args.plot_only:
-        from .training.curve import CurveSpec, run_curve  # deferred: imports torch
-
         spec = CurveSpec(
             methods=_methods(args.methods), seeds=parse_int_list(args.seeds, "seeds"),
             steps=parse_int_list(args.steps, "steps"), probe_images=args.probe_images,
@@ -249,6 +248,9 @@ def cmd_curve(args) -> int:
             overrides=dict(_set_value(s) for s in args.set), data_root=args.data_root,
             keep_checkpoints=args.keep_checkpoints, progress=not args.no_progress,
             **({"params": args.params} if args.params else {}))
+        check_spec(spec)  # a bad argument answered at once, before torch is imported
+        from .training.curve import run_curve  # deferred: imports torch
+
         done = run_curve(spec)
         print(f"{done['evaluated']} checkpoint(s) evaluated in {done['jobs']} run(s) "
               f"({done['seconds']:.0f} s) -> {done['csv']}")

@@ -279,3 +279,18 @@ def test_a_config_error_crosses_processes():
     e = pickle.loads(pickle.dumps(ConfigError("lr", -1.0, "must be > 0")))
     assert (type(e), e.field, e.value, e.allowed, str(e)) == (
         ConfigError, "lr", -1.0, "must be > 0", "invalid config value lr=-1.0: must be > 0")
+
+
+def test_a_bad_curve_argument_is_answered_before_torch_is_imported():
+    """`rkdo curve --steps 0` took ~27 s to print its one-line error: the check ran after
+    torch was imported. It now runs first (rkdo_core/curvespec.py)."""
+    import subprocess  # deferred: only this test starts a process
+    import sys
+
+    code = ("import sys; from rkdo_core.cli import main; "
+            "rc = main(['curve', '--steps', '0', '--csv', 'nowhere.csv']); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
+    assert "steps='0'" in out.stderr and "\n" not in out.stderr.strip()

@@ -35,14 +35,26 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import METHOD_NAMES, ConfigError, RunConfig, load_params
+from ..config import ConfigError, RunConfig, load_params
 from ..curvecsv import SETTINGS, append_rows, read_rows
+from ..curvespec import (  # noqa: F401 (re-exported: the curve's public names)
+    DEFAULT_CSV,
+    DEFAULT_METHODS,
+    DEFAULT_PARAMS,
+    DEFAULT_PROBE_IMAGES,
+    DEFAULT_RUNS_DIR,
+    DEFAULT_SEEDS,
+    DEFAULT_STEPS,
+    DEFAULT_TEST_IMAGES,
+    CurveSpec,
+    check_spec,
+)
 from ..data import load_dataset
 from ..layout import TRAIN_COMPLETE, checkpoint_path, is_trained
 from ..metrics import (
@@ -64,14 +76,6 @@ from .evaluate import (
 )
 from .train import load_data, load_encoder, thread_setting, train
 
-DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "params" / "fashion_curve.yaml"
-DEFAULT_METHODS = ("icon", "rkdo")
-DEFAULT_SEEDS = (42, 123)
-DEFAULT_STEPS = (0, 100, 250, 500, 1000, 1500)
-DEFAULT_PROBE_IMAGES = 5000
-DEFAULT_TEST_IMAGES = 2000
-DEFAULT_CSV = Path("figures") / "fashion_learning_curve.csv"
-DEFAULT_RUNS_DIR = Path("results") / "fashion_curve"
 #: k of the second weighted k-NN classifier (the first is the suite's KNN_K = 20)
 KNN_SMALL_K = 5
 #: config fields that do not change what a run computes (or are set per run / per curve):
@@ -80,58 +84,6 @@ _ID_EXCLUDE = ("method", "seed", "epochs", "steps_per_epoch", "threads", "data_r
                "device")
 #: fields added later, with the value every curve computed before them had
 _ID_LATER = {"probe_cv_c_max": 100.0}
-
-
-@dataclass(frozen=True)
-class CurveSpec:
-    """Everything `rkdo curve` needs (the CLI's options)."""
-
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    seeds: tuple[int, ...] = DEFAULT_SEEDS
-    steps: tuple[int, ...] = DEFAULT_STEPS
-    probe_images: int = DEFAULT_PROBE_IMAGES
-    test_images: int = DEFAULT_TEST_IMAGES
-    params: str | Path = DEFAULT_PARAMS
-    csv: str | Path = DEFAULT_CSV
-    runs_dir: str | Path = DEFAULT_RUNS_DIR
-    workers: int = 1
-    threads: int | None = None  # None: 1 per run with workers > 1, else torch's default
-    overrides: dict[str, Any] = field(default_factory=dict)  # RunConfig fields (--set)
-    data_root: str | None = None
-    keep_checkpoints: bool = False
-    progress: bool = True
-
-
-# ---- input checks: one ConfigError naming the field, the value and what is allowed ------
-
-def check_spec(spec: CurveSpec) -> None:
-    """Everything that can be checked without the data."""
-    bad = [m for m in spec.methods if m not in METHOD_NAMES]
-    if not spec.methods or bad:
-        raise ConfigError("methods", bad[0] if bad else ",".join(spec.methods),
-                          f"allowed methods are {', '.join(METHOD_NAMES)} (comma-separated)")
-    if len(set(spec.methods)) != len(spec.methods):
-        raise ConfigError("methods", ",".join(spec.methods), "must not repeat a method")
-    if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds) or \
-            any(not isinstance(s, int) or s < 0 for s in spec.seeds):
-        raise ConfigError("seeds", ",".join(map(str, spec.seeds)),
-                          "must be distinct non-negative integers, e.g. 42,123")
-    steps = list(spec.steps)
-    allowed = ("must be distinct non-negative integers in increasing order (optimizer "
-               "steps; 0 = the untrained encoder) with at least one > 0, e.g. "
-               "0,100,250,500,1000,1500")
-    if not steps or any(not isinstance(s, int) or s < 0 for s in steps) or \
-            any(b <= a for a, b in zip(steps, steps[1:])) or steps[-1] < 1:
-        raise ConfigError("steps", ",".join(map(str, steps)), allowed)
-    if not isinstance(spec.workers, int) or spec.workers < 1:
-        raise ConfigError("workers", spec.workers, "must be an integer >= 1")
-    if spec.threads is not None and (not isinstance(spec.threads, int) or spec.threads < 1):
-        raise ConfigError("threads", spec.threads, "must be an integer >= 1")
-    for name in ("steps_per_epoch", "epochs", "method", "seed", "threads"):
-        if name in spec.overrides:
-            raise ConfigError("--set", f"{name}={spec.overrides[name]}",
-                              f"{name} is set by `rkdo curve` itself (from --steps, "
-                              "--methods, --seeds, --threads); use those options")
 
 
 def _check_sizes(spec: CurveSpec, n_train: int, n_test: int, n_classes: int, folds: int,
