@@ -155,8 +155,7 @@ def eval_split(config: RunConfig, test: Any) -> tuple[torch.Tensor, np.ndarray, 
 def probe_cs(n: int, c_max: float = 100.0) -> tuple[float, ...]:
     """The CV probe's C grid: ``n`` values log-spaced in [1e-3, ``c_max``] (n = 10 and the
     default ``c_max`` give :data:`rkdo_core.metrics.PROBE_CS`; RunConfig.probe_cv_c_max)."""
-    if c_max == 10 ** PROBE_C_RANGE[1]:  # the exact grid every earlier run used
-        return tuple(float(c) for c in np.logspace(*PROBE_C_RANGE, n))
+    # log10(100.0) is exactly 2.0: the default gives the very grid every earlier run used
     return tuple(float(c) for c in np.logspace(PROBE_C_RANGE[0], np.log10(c_max), n))
 
 
@@ -313,23 +312,20 @@ class UntrainedShare:
         self.run, self.config, self.image_size = run, config, image_size
         self._fd: int | None = None
 
-    def try_lock(self) -> bool:
-        """Take the shared file's lock without waiting; False when another run holds it."""
+    def try_lock(self, *, wait: bool = False) -> bool:
+        """Take the shared file's lock (held already: True); without ``wait``, False when
+        another run holds it; with ``wait``, until the run that computes it is done."""
+        if self._fd is not None:
+            return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             return False
         self._fd = fd
         return True
-
-    def _lock(self) -> None:
-        if self._fd is None:
-            fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # waits for the run that computes it
-            self._fd = fd
 
     def _unlock(self) -> None:
         if self._fd is not None:
@@ -340,7 +336,7 @@ class UntrainedShare:
     def evaluate(self, rec: dict[str, Any], compute, *, reuse: bool = True) -> dict[str, Any]:
         """Epoch 0's metrics: reused from the other method's run when allowed, else computed
         (and shared)."""
-        self._lock()
+        self.try_lock(wait=True)
         try:
             digest = weights_digest(checkpoint_path(self.run, 0))
             shared = read_json(self.path) if reuse and self.path.is_file() else None
@@ -356,7 +352,7 @@ class UntrainedShare:
             result = compute(rec)
             write_json_atomic(self.path, {
                 "method": self.config.method, "run": str(self.run), "weights_digest": digest,
-                "eval_version": EVAL_VERSION, "image_size": self.image_size,
+                "eval_version": EVAL_VERSION,
                 "measures": {k: v for k, v in result.items() if k not in RUN_SPECIFIC_KEYS}})
             return result
         finally:
