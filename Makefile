@@ -37,16 +37,22 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m ipykernel install --sys-prefix --name rkdo --display-name "rkdo-suite (.venv)" >/dev/null
 	touch $(STAMP)
 
-reproduce: $(STAMP)
-	$(VENV)/bin/rkdo grid params/default.yaml --out $(RESULTS) --workers $(WORKERS)
-	$(VENV)/bin/rkdo grid params/default_full.yaml --out $(RESULTS) --workers $(WORKERS)
-	$(VENV)/bin/rkdo theory --out $(RESULTS)/theory
-	$(VENV)/bin/rkdo mechanism --out $(RESULTS)/mechanism -p results_dir $(RESULTS)
+# the end of both reproduce targets: the FLOP count if missing, the aggregation of the whole
+# results folder, its figures into figures/, the summary and the README's results block
+define PUBLISH
 	test -f $(RESULTS)/flops.json || $(VENV)/bin/rkdo flops --out $(RESULTS)/flops.json
 	$(VENV)/bin/rkdo aggregate $(RESULTS)
 	mkdir -p figures
 	cp $(RESULTS)/figures/*.png $(RESULTS)/figures/*.pdf figures/
 	$(VENV)/bin/rkdo readme $(RESULTS) --summary figures/summary.json --readme README.md
+endef
+
+reproduce: $(STAMP)
+	$(VENV)/bin/rkdo grid params/default.yaml --out $(RESULTS) --workers $(WORKERS)
+	$(VENV)/bin/rkdo grid params/default_full.yaml --out $(RESULTS) --workers $(WORKERS)
+	$(VENV)/bin/rkdo theory --out $(RESULTS)/theory
+	$(VENV)/bin/rkdo mechanism --out $(RESULTS)/mechanism -p results_dir $(RESULTS)
+	$(PUBLISH)
 	@echo "done: open $(RESULTS)/index.html (tables, figures, every executed notebook)"
 
 # Fashion-MNIST beside digits (params/fashion.yaml: 5 seeds x 2 methods, 100/200/500 optimizer
@@ -59,11 +65,7 @@ FASHION_ARGS ?=
 reproduce-fashion: $(STAMP)
 	$(VENV)/bin/rkdo grid params/fashion.yaml --out $(RESULTS) --workers $(WORKERS) $(FASHION_ARGS)
 	test -f $(RESULTS)/theory/checks.json || $(VENV)/bin/rkdo theory --out $(RESULTS)/theory
-	test -f $(RESULTS)/flops.json || $(VENV)/bin/rkdo flops --out $(RESULTS)/flops.json
-	$(VENV)/bin/rkdo aggregate $(RESULTS)
-	mkdir -p figures
-	cp $(RESULTS)/figures/*.png $(RESULTS)/figures/*.pdf figures/
-	$(VENV)/bin/rkdo readme $(RESULTS) --summary figures/summary.json --readme README.md
+	$(PUBLISH)
 	@echo "done: open $(RESULTS)/index.html (digits and Fashion-MNIST side by side)"
 
 # test files run in TEST_WORKERS processes (pytest-xdist; each file whole in one of them,
